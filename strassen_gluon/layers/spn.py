@@ -1,0 +1,345 @@
+"""Sum-product network (SPN) layers: drop-in replacements for Conv2D and Dense.
+
+A layer with weights A computes C = A·B as  vec(C) = W_c [(W_b vec(B)) ⊙ ã],  where ã = W_a vec(A)
+is learned directly as a full-precision vector of length r (the multiplication budget), and W_b,
+W_c become ternary. In the convolution, W_b is a convolution to r channels whose kernel covers
+the receptive field of a p x p block of outputs (p = out_patch), followed by a batch norm with
+fixed γ; W_c maps the r channels back to c_out channels for each of the p² positions of the block.
+
+Two implementation choices keep the layers fast and stable on MXNet 1.x (measured, DEVELOPERS.md):
+
+* ã is folded into W_c as W_c·diag(ã) (a weight-sized product) instead of multiplying the
+  activations channel-wise, whose backward is slow on CPU.
+* W_c (kernel p, stride p transposed convolution) is computed as a 1x1 convolution to p²·c_out
+  channels followed by depth_to_space. A Deconvolution whose weight is computed in the graph
+  crashes in backward with MKLDNN. Hence W_c is stored as (p²·c_out, r, 1, 1) with output
+  channel index (i·p + j)·c_out + c for block position (i, j) and channel c.
+
+The phase (see :class:`~strassen_gluon.config.Phase`) is a Python attribute, not a parameter: it
+changes the graph, so :func:`set_phase` clears cached graphs. ã is kept in [0, 100] by
+:func:`clip_scales` after each optimizer step (projected gradient, as the original's in-place clip).
+"""
+import warnings
+
+from mxnet import initializer
+from mxnet.gluon import HybridBlock, nn
+
+from ..config import Phase
+from ..quant import fake_quantize, get_quantizer
+
+SCALE_MAX = 100.0
+
+# In any one phase some of a layer's parameters are not used by the graph (the dense weight in
+# the SPN phases, the SPN weights in the dense phase); Gluon warns about each when it builds a
+# cached graph. Ignore exactly those warnings, for parameters that belong to SPN layers.
+_SPN_PARAM = r'\S+_(dense_weight|dense_bias|wb|wc|scale|spnbn_\w+|i2h_\w+|h2h_\w+)'
+warnings.filterwarnings(
+    'ignore', message=r'Parameter %s(, %s)* is not used by any computation' % (_SPN_PARAM, _SPN_PARAM))
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise ValueError('%s must be an int or a pair of ints, not %r' % (name, value))
+    return pair
+
+
+def resolve_rank(units, nbr_mul=None, r=None):
+    """The number of multiplications r of one SPN: absolute `r`, or int(nbr_mul · units)."""
+    if r is not None:
+        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+            raise ValueError('r must be a positive integer, not %r' % (r,))
+        return r
+    if nbr_mul is None:
+        nbr_mul = 1.0
+    if not nbr_mul > 0:
+        raise ValueError('nbr_mul must be positive, not %r' % (nbr_mul,))
+    rank = int(nbr_mul * units)
+    if rank < 1:
+        raise ValueError('nbr_mul=%r gives r = int(%r * %d) = 0 multiplications; raise nbr_mul'
+                         % (nbr_mul, nbr_mul, units))
+    return rank
+
+
+class SPNBlock(HybridBlock):
+    """Behaviour shared by every SPN layer: phase, freezing of W_b/W_c, parameter groups."""
+
+    def __init__(self, quantizer='twn', phase=Phase.FULL, **kwargs):
+        super().__init__(**kwargs)
+        self.quantizer_name = quantizer if isinstance(quantizer, str) else getattr(
+            quantizer, '__name__', 'custom')
+        self._quantizer = get_quantizer(quantizer)
+        self._phase = Phase.parse(phase)
+        self._frozen = False
+
+    # Subclasses list their parameters by role.
+    def dense_params(self):
+        """Parameters of the original dense layer (phase DENSE), bias excluded."""
+        raise NotImplementedError
+
+    def ternary_params(self):
+        """W_b and W_c: ternary in the Strassen phase, frozen in the last one."""
+        raise NotImplementedError
+
+    def spn_params(self):
+        """Full-precision SPN parameters other than W_b/W_c: ã and the SPN batch norm's β."""
+        raise NotImplementedError
+
+    def scale_params(self):
+        """The ã vectors (kept in [0, 100] by clip_scales)."""
+        return [self.scale]
+
+    @property
+    def phase(self):
+        return self._phase
+
+    @phase.setter
+    def phase(self, value):
+        self._phase = Phase.parse(value)
+        self._update_grad_req()
+
+    @property
+    def frozen(self):
+        return self._frozen
+
+    @frozen.setter
+    def frozen(self, value):
+        self._frozen = bool(value)
+        self._update_grad_req()
+
+    def _update_grad_req(self):
+        spn = self._phase != Phase.DENSE
+        for p in self.dense_params():
+            p.grad_req = 'null' if spn else 'write'
+        for p in self.ternary_params():
+            p.grad_req = 'write' if spn and not self._frozen else 'null'
+        for p in self.spn_params():
+            p.grad_req = 'write' if spn else 'null'
+
+    def _maybe_quantize(self, F, w, ternary, axis=None):
+        return fake_quantize(F, w, self._quantizer, axis) if ternary else w
+
+    def _folded_wc(self, F, wc, scale, scale_shape):
+        """W_c·diag(ã), with W_c ternarised first when the phase says so."""
+        wc = self._maybe_quantize(F, wc, self._phase.ternary_c, self._quant_axis)
+        return F.broadcast_mul(wc, F.reshape(scale, scale_shape))
+
+    _quant_axis = None
+
+
+def _spn_batchnorm(r, axis):
+    # γ fixed at 1 (the loss cannot depend on the scale of W_b through it), β learned; running
+    # variance starts at 1 (the original started it at 0, SPEC defect 12).
+    return nn.BatchNorm(axis=axis, momentum=0.9, epsilon=1e-3, center=True, scale=False,
+                        in_channels=r, prefix='spnbn_')
+
+
+class SPNConv2D(SPNBlock):
+    """A 2-D convolution computed by an SPN with r = nbr_mul·channels multiplications per p x p
+    output block. Arguments follow `gluon.nn.Conv2D`; in_channels is required.
+
+    Output shape equals that of the dense convolution for any input size: W_b is applied with
+    stride p·s to the input padded by `padding` (plus (p-1)·s at the far end, so the last partial
+    block is covered), and the surplus of the last block is cropped.
+    """
+
+    def __init__(self, channels, kernel_size, strides=1, padding=0, in_channels=0,
+                 use_bias=True, nbr_mul=None, r=None, out_patch=1, groups=1, quantizer='twn',
+                 phase=Phase.FULL, weight_initializer=None, bias_initializer='zeros',
+                 spn_initializer=None, **kwargs):
+        super().__init__(quantizer=quantizer, phase=phase, **kwargs)
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError('channels must be a positive integer, not %r' % (channels,))
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError('in_channels must be a positive integer (SPN layers need it at '
+                             'construction), not %r' % (in_channels,))
+        self.kernel = _pair(kernel_size, 'kernel_size')
+        self.strides = _pair(strides, 'strides')
+        self.padding = _pair(padding, 'padding')
+        if min(self.kernel) < 1 or min(self.strides) < 1 or min(self.padding) < 0:
+            raise ValueError('kernel_size and strides must be >= 1 and padding >= 0, got '
+                             'kernel_size=%r strides=%r padding=%r' % (kernel_size, strides, padding))
+        if not isinstance(out_patch, int) or out_patch < 1:
+            raise ValueError('out_patch must be an integer >= 1, not %r' % (out_patch,))
+        if not isinstance(groups, int) or groups < 1 or in_channels % groups:
+            raise ValueError('groups=%r must be a positive divisor of in_channels=%d'
+                             % (groups, in_channels))
+        self.channels, self.in_channels = channels, in_channels
+        self.use_bias, self.out_patch, self.groups = use_bias, out_patch, groups
+        self.r = resolve_rank(channels, nbr_mul, r)
+        if self.r % groups:
+            raise ValueError('groups=%r must divide the number of multiplications r=%d'
+                             % (groups, self.r))
+        p, (kh, kw), (sh, sw) = out_patch, self.kernel, self.strides
+        # W_b's kernel covers the input window of a p x p block of outputs.
+        self.kernel_b = ((p - 1) * sh + kh, (p - 1) * sw + kw)
+        spn_init = spn_initializer or initializer.Xavier(rnd_type='uniform', factor_type='avg',
+                                                         magnitude=2)
+        with self.name_scope():
+            self.dense_weight = self.params.get(
+                'dense_weight', shape=(channels, in_channels, kh, kw), init=weight_initializer)
+            self.wb = self.params.get(
+                'wb', shape=(self.r, in_channels // groups) + self.kernel_b, init=spn_init)
+            self.wc = self.params.get('wc', shape=(p * p * channels, self.r, 1, 1), init=spn_init)
+            self.scale = self.params.get('scale', shape=(self.r,), init='ones')
+            self.bias = self.params.get('bias', shape=(channels,), init=bias_initializer) \
+                if use_bias else None
+            self.bn = _spn_batchnorm(self.r, axis=1)
+        self._update_grad_req()
+
+    def dense_params(self):
+        return [self.dense_weight]
+
+    def ternary_params(self):
+        return [self.wb, self.wc]
+
+    def spn_params(self):
+        return [self.scale, self.bn.beta]
+
+    def output_size(self, height, width):
+        """Spatial size of the output for an input of height x width (as the dense conv)."""
+        out = tuple((n + 2 * pad - k) // s + 1 for n, pad, k, s in
+                    zip((height, width), self.padding, self.kernel, self.strides))
+        if min(out) < 1:
+            raise ValueError('%s: kernel %s with padding %s leaves no output for a %dx%d input'
+                             % (self.name, self.kernel, self.padding, height, width))
+        return out
+
+    def hybrid_forward(self, F, x, dense_weight, wb, wc, scale, bias=None):
+        if hasattr(x, 'shape'):  # imperative call: the input size is known, check it early
+            self.output_size(*x.shape[2:])
+        if self._phase == Phase.DENSE:
+            return F.Convolution(x, dense_weight, bias, kernel=self.kernel, stride=self.strides,
+                                 pad=self.padding, num_filter=self.channels,
+                                 no_bias=bias is None)
+        p = self.out_patch
+        wb = self._maybe_quantize(F, wb, self._phase.ternary_b)
+        if p == 1:
+            # Blocks are single pixels: W_b is the dense convolution's shape with r filters.
+            h = F.Convolution(x, wb, kernel=self.kernel, stride=self.strides, pad=self.padding,
+                              num_filter=self.r, num_group=self.groups, no_bias=True)
+        else:
+            (ph, pw), (sh, sw) = self.padding, self.strides
+            eh, ew = (p - 1) * sh, (p - 1) * sw
+            x = F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew))
+            h = F.Convolution(x, wb, kernel=self.kernel_b, stride=(p * sh, p * sw),
+                              num_filter=self.r, num_group=self.groups, no_bias=True)
+        h = self.bn(h)
+        wc = self._folded_wc(F, wc, scale, (1, self.r, 1, 1))
+        if bias is not None and p > 1:
+            bias = F.tile(bias, reps=(p * p,))
+        y = F.Convolution(h, wc, bias, kernel=(1, 1), num_filter=p * p * self.channels,
+                          no_bias=bias is None)
+        if p > 1:
+            y = F.depth_to_space(y, block_size=p)
+            # The dense convolution's output size, read off a strided slice of one input channel
+            # (the shape is unknown to a symbolic graph); the blocks start aligned, so crop the end.
+            (kh, kw) = self.kernel
+            ref = F.slice(F.slice_axis(x, axis=1, begin=0, end=1), begin=(None, None, 0, 0),
+                          end=(None, None, -(kh - 1 + eh), -(kw - 1 + ew)),
+                          step=(None, None, sh, sw))
+            y = F.slice_like(y, F.BlockGrad(ref), axes=(2, 3))
+        return y
+
+    def __repr__(self):
+        return ('{name}({cin} -> {cout}, kernel={k}, stride={s}, pad={pad}, r={r}, out_patch={p}, '
+                'groups={g}, phase={ph})').format(
+                    name=self.__class__.__name__, cin=self.in_channels, cout=self.channels,
+                    k=self.kernel, s=self.strides, pad=self.padding, r=self.r, p=self.out_patch,
+                    g=self.groups, ph=self._phase.name)
+
+
+class SPNDense(SPNBlock):
+    """A fully connected layer computed by an SPN with r = nbr_mul·units multiplications.
+
+    Arguments follow `gluon.nn.Dense` (no activation); in_units is required. `batch_norm=False`
+    drops the SPN batch norm after W_b (the language model's TWN mode does).
+    """
+
+    def __init__(self, units, in_units=0, use_bias=True, flatten=True, nbr_mul=None, r=None,
+                 quantizer='twn', phase=Phase.FULL, batch_norm=True, weight_initializer=None,
+                 bias_initializer='zeros', spn_initializer=None, **kwargs):
+        super().__init__(quantizer=quantizer, phase=phase, **kwargs)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError('units must be a positive integer, not %r' % (units,))
+        if not isinstance(in_units, int) or in_units < 1:
+            raise ValueError('in_units must be a positive integer (SPN layers need it at '
+                             'construction), not %r' % (in_units,))
+        self.units, self.in_units, self.use_bias, self.flatten = units, in_units, use_bias, flatten
+        self.r = resolve_rank(units, nbr_mul, r)
+        spn_init = spn_initializer or initializer.Xavier(rnd_type='uniform', factor_type='avg',
+                                                         magnitude=2)
+        with self.name_scope():
+            self.dense_weight = self.params.get('dense_weight', shape=(units, in_units),
+                                                init=weight_initializer)
+            self.wb = self.params.get('wb', shape=(self.r, in_units), init=spn_init)
+            self.wc = self.params.get('wc', shape=(units, self.r), init=spn_init)
+            self.scale = self.params.get('scale', shape=(self.r,), init='ones')
+            self.bias = self.params.get('bias', shape=(units,), init=bias_initializer) \
+                if use_bias else None
+            self.bn = _spn_batchnorm(self.r, axis=-1) if batch_norm else None
+        self._update_grad_req()
+
+    def dense_params(self):
+        return [self.dense_weight]
+
+    def ternary_params(self):
+        return [self.wb, self.wc]
+
+    def spn_params(self):
+        return [self.scale] + ([self.bn.beta] if self.bn is not None else [])
+
+    def hybrid_forward(self, F, x, dense_weight, wb, wc, scale, bias=None):
+        if self._phase == Phase.DENSE:
+            return F.FullyConnected(x, dense_weight, bias, num_hidden=self.units,
+                                    flatten=self.flatten, no_bias=bias is None)
+        wb = self._maybe_quantize(F, wb, self._phase.ternary_b)
+        h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
+        if self.bn is not None:
+            h = self.bn(h)
+        wc = self._folded_wc(F, wc, scale, (1, self.r))
+        return F.FullyConnected(h, wc, bias, num_hidden=self.units, flatten=False,
+                                no_bias=bias is None)
+
+    def __repr__(self):
+        return '{}({} -> {}, r={}, phase={})'.format(
+            self.__class__.__name__, self.in_units, self.units, self.r, self._phase.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-model operations. They walk blocks by type, never by parameter name.
+
+def spn_layers(net):
+    """Every SPN layer inside `net` (depth first), `net` itself included."""
+    found = []
+    net.apply(lambda block: found.append(block) if isinstance(block, SPNBlock) else None)
+    return found
+
+
+def _clear_cached_graphs(net):
+    # A hybridized block caches its graph, which depends on the phase: drop every cache.
+    net.apply(lambda block: block._clear_cached_op() if isinstance(block, HybridBlock) else None)
+
+
+def set_phase(net, phase):
+    """Switch every SPN layer of `net` to `phase` (a Phase, its number or name) in place."""
+    phase = Phase.parse(phase)
+    for layer in spn_layers(net):
+        layer.phase = phase
+    _clear_cached_graphs(net)
+
+
+def freeze_ternary(net, frozen=True):
+    """Stop (or resume) training W_b and W_c; the forward pass keeps quantizing them."""
+    for layer in spn_layers(net):
+        layer.frozen = frozen
+    _clear_cached_graphs(net)
+
+
+def clip_scales(net, low=0.0, high=SCALE_MAX):
+    """Project every ã back into [low, high]; call after each optimizer step (no host sync)."""
+    for layer in spn_layers(net):
+        for param in layer.scale_params():
+            for data in param.list_data():
+                data.clip(low, high, out=data)
+

@@ -19,22 +19,15 @@ The phase (see :class:`~strassen_gluon.config.Phase`) is a Python attribute, not
 changes the graph, so :func:`set_phase` clears cached graphs. ã is kept in [0, 100] by
 :func:`clip_scales` after each optimizer step (projected gradient, as the original's in-place clip).
 """
-import warnings
-
 from mxnet import initializer
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
 
 from ..config import Phase
 from ..quant import fake_quantize, get_quantizer
 
 SCALE_MAX = 100.0
-
-# In any one phase some of a layer's parameters are not used by the graph (the dense weight in
-# the SPN phases, the SPN weights in the dense phase); Gluon warns about each when it builds a
-# cached graph. Ignore exactly those warnings, for parameters that belong to SPN layers.
-_SPN_PARAM = r'\S+_(dense_weight|dense_bias|wb|wc|scale|spnbn_\w+|i2h_\w+|h2h_\w+)'
-warnings.filterwarnings(
-    'ignore', message=r'Parameter %s(, %s)* is not used by any computation' % (_SPN_PARAM, _SPN_PARAM))
+BN_EPS = 1e-3
+BN_PARAMS = ('bn_gamma', 'bn_beta', 'bn_mean', 'bn_var')
 
 
 def _pair(value, name):
@@ -61,6 +54,29 @@ def resolve_rank(units, nbr_mul=None, r=None):
     return rank
 
 
+def default_spn_initializer():
+    # The original's initialisation of W_b and W_c.
+    return initializer.Xavier(rnd_type='uniform', factor_type='avg', magnitude=2)
+
+
+def with_shape_anchor(F, weight, params, unused, ndim):
+    """`weight` plus a zero that depends on the shapes (never the values) of `unused` parameters.
+
+    Gluon's deferred shape inference looks every parameter of a model up in the graph and fails
+    on one that the current phase leaves out (the dense weight in the SPN phases, the SPN weights
+    in the dense phase). Adding this zero to a weight that is used keeps every parameter in every
+    phase's graph, for the price of a few one-element operations.
+    """
+    zero = None
+    for name in unused:
+        one = F.zeros_like(F.slice_axis(F.reshape(params[name], shape=(-1,)), axis=0,
+                                        begin=0, end=1))
+        zero = one if zero is None else zero + one
+    if zero is None:
+        return weight
+    return F.broadcast_add(weight, F.reshape(zero, shape=(1,) * ndim))
+
+
 class SPNBlock(HybridBlock):
     """Behaviour shared by every SPN layer: phase, freezing of W_b/W_c, parameter groups."""
 
@@ -74,20 +90,20 @@ class SPNBlock(HybridBlock):
 
     # Subclasses list their parameters by role.
     def dense_params(self):
-        """Parameters of the original dense layer (phase DENSE), bias excluded."""
+        """Weights of the original dense layer (phase DENSE); biases are shared by all phases."""
         raise NotImplementedError
 
     def ternary_params(self):
         """W_b and W_c: ternary in the Strassen phase, frozen in the last one."""
         raise NotImplementedError
 
-    def spn_params(self):
-        """Full-precision SPN parameters other than W_b/W_c: ã and the SPN batch norm's β."""
-        raise NotImplementedError
-
     def scale_params(self):
         """The ã vectors (kept in [0, 100] by clip_scales)."""
-        return [self.scale]
+        raise NotImplementedError
+
+    def spn_params(self):
+        """Trainable full-precision SPN parameters besides W_b and W_c: ã and the SPN BN's β."""
+        return self.scale_params()
 
     @property
     def phase(self):
@@ -116,25 +132,59 @@ class SPNBlock(HybridBlock):
         for p in self.spn_params():
             p.grad_req = 'write' if spn else 'null'
 
+    def bias_params(self):
+        """Biases: full precision and used in every phase."""
+        return [p for p in self._reg_params.values() if p.name.endswith('bias')]
+
+    def _unused_params(self):
+        """Short names of the parameters that the current phase's graph does not read."""
+        dense = {id(p) for p in self.dense_params()}
+        both = {id(p) for p in self.bias_params()}
+        if self._phase == Phase.DENSE:
+            return [name for name, p in self._reg_params.items()
+                    if id(p) not in dense and id(p) not in both]
+        return [name for name, p in self._reg_params.items() if id(p) in dense]
+
     def _maybe_quantize(self, F, w, ternary, axis=None):
         return fake_quantize(F, w, self._quantizer, axis) if ternary else w
 
+
+class _SPNWithBatchNorm(SPNBlock):
+    """SPN whose hidden units pass through a batch norm with fixed γ (conv and dense)."""
+
+    def _add_batchnorm(self, r):
+        # γ is fixed at 1 (the loss cannot depend on the scale of W_b through it), β is learned,
+        # the running variance starts at 1 (the original started it at 0, SPEC defect 12). They
+        # are the layer's own parameters rather than an nn.BatchNorm child so that
+        # with_shape_anchor can reach them.
+        self.bn_eps = BN_EPS
+        self.bn_gamma = self.params.get('bn_gamma', shape=(r,), init='ones', grad_req='null',
+                                        differentiable=False)
+        self.bn_beta = self.params.get('bn_beta', shape=(r,), init='zeros')
+        self.bn_mean = self.params.get('bn_mean', shape=(r,), init='zeros', grad_req='null',
+                                       differentiable=False)
+        self.bn_var = self.params.get('bn_var', shape=(r,), init='ones', grad_req='null',
+                                      differentiable=False)
+
+    def scale_params(self):
+        return [self.scale]
+
+    def spn_params(self):
+        return [self.scale] + ([self.bn_beta] if self.batch_norm else [])
+
+    def _hidden_batchnorm(self, F, h, params, axis):
+        if not self.batch_norm:
+            return h
+        return F.BatchNorm(h, params['bn_gamma'], params['bn_beta'], params['bn_mean'],
+                           params['bn_var'], eps=BN_EPS, momentum=0.9, fix_gamma=True, axis=axis)
+
     def _folded_wc(self, F, wc, scale, scale_shape):
         """W_c·diag(ã), with W_c ternarised first when the phase says so."""
-        wc = self._maybe_quantize(F, wc, self._phase.ternary_c, self._quant_axis)
+        wc = self._maybe_quantize(F, wc, self._phase.ternary_c)
         return F.broadcast_mul(wc, F.reshape(scale, scale_shape))
 
-    _quant_axis = None
 
-
-def _spn_batchnorm(r, axis):
-    # γ fixed at 1 (the loss cannot depend on the scale of W_b through it), β learned; running
-    # variance starts at 1 (the original started it at 0, SPEC defect 12).
-    return nn.BatchNorm(axis=axis, momentum=0.9, epsilon=1e-3, center=True, scale=False,
-                        in_channels=r, prefix='spnbn_')
-
-
-class SPNConv2D(SPNBlock):
+class SPNConv2D(_SPNWithBatchNorm):
     """A 2-D convolution computed by an SPN with r = nbr_mul·channels multiplications per p x p
     output block. Arguments follow `gluon.nn.Conv2D`; in_channels is required.
 
@@ -166,6 +216,7 @@ class SPNConv2D(SPNBlock):
                              % (groups, in_channels))
         self.channels, self.in_channels = channels, in_channels
         self.use_bias, self.out_patch, self.groups = use_bias, out_patch, groups
+        self.batch_norm = True
         self.r = resolve_rank(channels, nbr_mul, r)
         if self.r % groups:
             raise ValueError('groups=%r must divide the number of multiplications r=%d'
@@ -173,8 +224,7 @@ class SPNConv2D(SPNBlock):
         p, (kh, kw), (sh, sw) = out_patch, self.kernel, self.strides
         # W_b's kernel covers the input window of a p x p block of outputs.
         self.kernel_b = ((p - 1) * sh + kh, (p - 1) * sw + kw)
-        spn_init = spn_initializer or initializer.Xavier(rnd_type='uniform', factor_type='avg',
-                                                         magnitude=2)
+        spn_init = spn_initializer or default_spn_initializer()
         with self.name_scope():
             self.dense_weight = self.params.get(
                 'dense_weight', shape=(channels, in_channels, kh, kw), init=weight_initializer)
@@ -184,7 +234,7 @@ class SPNConv2D(SPNBlock):
             self.scale = self.params.get('scale', shape=(self.r,), init='ones')
             self.bias = self.params.get('bias', shape=(channels,), init=bias_initializer) \
                 if use_bias else None
-            self.bn = _spn_batchnorm(self.r, axis=1)
+            self._add_batchnorm(self.r)
         self._update_grad_req()
 
     def dense_params(self):
@@ -192,9 +242,6 @@ class SPNConv2D(SPNBlock):
 
     def ternary_params(self):
         return [self.wb, self.wc]
-
-    def spn_params(self):
-        return [self.scale, self.bn.beta]
 
     def output_size(self, height, width):
         """Spatial size of the output for an input of height x width (as the dense conv)."""
@@ -205,15 +252,18 @@ class SPNConv2D(SPNBlock):
                              % (self.name, self.kernel, self.padding, height, width))
         return out
 
-    def hybrid_forward(self, F, x, dense_weight, wb, wc, scale, bias=None):
+    def hybrid_forward(self, F, x, **params):
         if hasattr(x, 'shape'):  # imperative call: the input size is known, check it early
             self.output_size(*x.shape[2:])
+        bias = params.get('bias')
         if self._phase == Phase.DENSE:
-            return F.Convolution(x, dense_weight, bias, kernel=self.kernel, stride=self.strides,
+            weight = with_shape_anchor(F, params['dense_weight'], params, self._unused_params(), 4)
+            return F.Convolution(x, weight, bias, kernel=self.kernel, stride=self.strides,
                                  pad=self.padding, num_filter=self.channels,
                                  no_bias=bias is None)
         p = self.out_patch
-        wb = self._maybe_quantize(F, wb, self._phase.ternary_b)
+        wb = self._maybe_quantize(F, params['wb'], self._phase.ternary_b)
+        wb = with_shape_anchor(F, wb, params, self._unused_params(), 4)
         if p == 1:
             # Blocks are single pixels: W_b is the dense convolution's shape with r filters.
             h = F.Convolution(x, wb, kernel=self.kernel, stride=self.strides, pad=self.padding,
@@ -224,8 +274,8 @@ class SPNConv2D(SPNBlock):
             x = F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew))
             h = F.Convolution(x, wb, kernel=self.kernel_b, stride=(p * sh, p * sw),
                               num_filter=self.r, num_group=self.groups, no_bias=True)
-        h = self.bn(h)
-        wc = self._folded_wc(F, wc, scale, (1, self.r, 1, 1))
+        h = self._hidden_batchnorm(F, h, params, axis=1)
+        wc = self._folded_wc(F, params['wc'], params['scale'], (1, self.r, 1, 1))
         if bias is not None and p > 1:
             bias = F.tile(bias, reps=(p * p,))
         y = F.Convolution(h, wc, bias, kernel=(1, 1), num_filter=p * p * self.channels,
@@ -233,7 +283,7 @@ class SPNConv2D(SPNBlock):
         if p > 1:
             y = F.depth_to_space(y, block_size=p)
             # The dense convolution's output size, read off a strided slice of one input channel
-            # (the shape is unknown to a symbolic graph); the blocks start aligned, so crop the end.
+            # (a symbolic graph does not know shapes); blocks start aligned, so crop at the end.
             (kh, kw) = self.kernel
             ref = F.slice(F.slice_axis(x, axis=1, begin=0, end=1), begin=(None, None, 0, 0),
                           end=(None, None, -(kh - 1 + eh), -(kw - 1 + ew)),
@@ -249,7 +299,7 @@ class SPNConv2D(SPNBlock):
                     g=self.groups, ph=self._phase.name)
 
 
-class SPNDense(SPNBlock):
+class SPNDense(_SPNWithBatchNorm):
     """A fully connected layer computed by an SPN with r = nbr_mul·units multiplications.
 
     Arguments follow `gluon.nn.Dense` (no activation); in_units is required. `batch_norm=False`
@@ -266,9 +316,9 @@ class SPNDense(SPNBlock):
             raise ValueError('in_units must be a positive integer (SPN layers need it at '
                              'construction), not %r' % (in_units,))
         self.units, self.in_units, self.use_bias, self.flatten = units, in_units, use_bias, flatten
+        self.batch_norm = bool(batch_norm)
         self.r = resolve_rank(units, nbr_mul, r)
-        spn_init = spn_initializer or initializer.Xavier(rnd_type='uniform', factor_type='avg',
-                                                         magnitude=2)
+        spn_init = spn_initializer or default_spn_initializer()
         with self.name_scope():
             self.dense_weight = self.params.get('dense_weight', shape=(units, in_units),
                                                 init=weight_initializer)
@@ -277,7 +327,8 @@ class SPNDense(SPNBlock):
             self.scale = self.params.get('scale', shape=(self.r,), init='ones')
             self.bias = self.params.get('bias', shape=(units,), init=bias_initializer) \
                 if use_bias else None
-            self.bn = _spn_batchnorm(self.r, axis=-1) if batch_norm else None
+            if self.batch_norm:
+                self._add_batchnorm(self.r)
         self._update_grad_req()
 
     def dense_params(self):
@@ -286,18 +337,17 @@ class SPNDense(SPNBlock):
     def ternary_params(self):
         return [self.wb, self.wc]
 
-    def spn_params(self):
-        return [self.scale] + ([self.bn.beta] if self.bn is not None else [])
-
-    def hybrid_forward(self, F, x, dense_weight, wb, wc, scale, bias=None):
+    def hybrid_forward(self, F, x, **params):
+        bias = params.get('bias')
         if self._phase == Phase.DENSE:
-            return F.FullyConnected(x, dense_weight, bias, num_hidden=self.units,
+            weight = with_shape_anchor(F, params['dense_weight'], params, self._unused_params(), 2)
+            return F.FullyConnected(x, weight, bias, num_hidden=self.units,
                                     flatten=self.flatten, no_bias=bias is None)
-        wb = self._maybe_quantize(F, wb, self._phase.ternary_b)
+        wb = self._maybe_quantize(F, params['wb'], self._phase.ternary_b)
+        wb = with_shape_anchor(F, wb, params, self._unused_params(), 2)
         h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
-        if self.bn is not None:
-            h = self.bn(h)
-        wc = self._folded_wc(F, wc, scale, (1, self.r))
+        h = self._hidden_batchnorm(F, h, params, axis=-1)
+        wc = self._folded_wc(F, params['wc'], params['scale'], (1, self.r))
         return F.FullyConnected(h, wc, bias, num_hidden=self.units, flatten=False,
                                 no_bias=bias is None)
 
@@ -342,4 +392,3 @@ def clip_scales(net, low=0.0, high=SCALE_MAX):
         for param in layer.scale_params():
             for data in param.list_data():
                 data.clip(low, high, out=data)
-

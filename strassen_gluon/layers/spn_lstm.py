@@ -7,10 +7,10 @@ computed once per forward pass (a weight-sized product) and the four are stacked
 MXNet's fused RNN operator, so the recurrence runs at the speed of a plain LSTM. The four gates'
 SPNs are stored stacked, e.g. W_b as (4, r, in), and quantized with one TWN scale per gate.
 """
-from mxnet import initializer, nd
+from mxnet import nd
 
 from ..config import Phase
-from .spn import SPNBlock, resolve_rank
+from .spn import SPNBlock, default_spn_initializer, resolve_rank, with_shape_anchor
 
 GATES = 4
 KINDS = ('i2h', 'h2h')
@@ -37,8 +37,7 @@ class SPNLSTM(SPNBlock):
         self.hidden_size, self.num_layers, self.input_size = hidden_size, num_layers, input_size
         self.dropout = dropout
         self.r = resolve_rank(hidden_size, nbr_mul, r)
-        spn_init = spn_initializer or initializer.Xavier(rnd_type='uniform', factor_type='avg',
-                                                         magnitude=2)
+        spn_init = spn_initializer or default_spn_initializer()
         self._dense, self._ternary, self._scales = [], [], []
         with self.name_scope():
             for layer in range(num_layers):
@@ -65,9 +64,6 @@ class SPNLSTM(SPNBlock):
     def ternary_params(self):
         return list(self._ternary)
 
-    def spn_params(self):
-        return list(self._scales)
-
     def scale_params(self):
         return list(self._scales)
 
@@ -83,6 +79,7 @@ class SPNLSTM(SPNBlock):
         return F.reshape(F.batch_dot(wc, wb), shape=(-3, -2))
 
     def hybrid_forward(self, F, inputs, h0, c0, **params):
+        unused = self._unused_params()
         weights, biases = [], []
         for layer in range(self.num_layers):
             for kind in KINDS:
@@ -92,6 +89,8 @@ class SPNLSTM(SPNBlock):
                 else:
                     weight = self.gate_matrix(F, params[name + 'wb'], params[name + 'wc'],
                                               params[name + 'scale'])
+                if layer == 0 and kind == 'i2h':
+                    weight = with_shape_anchor(F, weight, params, unused, 2)
                 weights.append(F.reshape(weight, shape=(-1,)))
                 biases.append(params[name + 'bias'])
         # The fused operator takes every weight, then every bias, as one flat vector.

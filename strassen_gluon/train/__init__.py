@@ -1,0 +1,1 @@
+"""Training: phases, schedules, loops, distillation, checkpoints and logs."""

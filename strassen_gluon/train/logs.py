@@ -1,0 +1,34 @@
+"""Machine-readable run logs: one JSON object per line, flushed to disk as it is written."""
+import json
+import math
+import os
+
+
+def append_jsonl(path, record):
+    """Append `record` as one line of JSON and fsync, so a crash loses at most the current line."""
+    with open(path, 'a') as f:
+        f.write(json.dumps(record, sort_keys=True, default=_jsonable) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path):
+    """All complete records of a JSON-lines file (a torn last line is ignored)."""
+    records = []
+    if not os.path.isfile(path):
+        return records
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break
+    return records
+
+
+def _jsonable(value):
+    if hasattr(value, 'item'):  # numpy scalars
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError('not JSON serialisable: %r' % (value,))

@@ -56,16 +56,15 @@ def export_conv(layer):
     p, r, c_out = layer.out_patch, layer.r, layer.channels
     wb, alpha_b = _ternary(layer, layer.wb)
     wc, alpha_c = _ternary(layer, layer.wc)
-    wc = wc.reshape(p * p * c_out, r)
+    wc = wc.reshape(p * p * c_out, r)  # row c·p² + i·p + j: channel c, block position (i, j)
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
-    bias = wc @ (alpha_c.item() * a * shift)  # indexed (i·p + j)·c_out + c
-    bias = bias.reshape(p, p, c_out).transpose(2, 0, 1)
+    bias = (wc @ (alpha_c.item() * a * shift)).reshape(c_out, p, p)
     if layer.bias is not None:
         bias = bias + layer.bias.data().asnumpy()[:, None, None]
     return {'kind': 'conv', 'wb': wb,
-            'wc': np.ascontiguousarray(wc.reshape(p, p, c_out, r).transpose(3, 2, 0, 1)),
+            'wc': np.ascontiguousarray(wc.reshape(c_out, p, p, r).transpose(3, 0, 1, 2)),
             'scale': scale.astype(np.float32), 'bias': bias.astype(np.float32),
             'kernel': layer.kernel, 'strides': layer.strides, 'padding': layer.padding,
             'out_patch': p, 'groups': layer.groups}

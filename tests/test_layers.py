@@ -84,7 +84,7 @@ def test_conv_full_rank_decomposition_equals_dense_conv(kernel, stride, padding,
             range(p), range(p), range(c_out), range(c_in), range(k), range(k))):
         wb[j, c, i * s + u, jj * s + v] = 1   # output (i, jj) of the block reads this tap
         scale[j] = dense_w[o, c, u, v]
-        wc[(i * p + jj) * c_out + o, j] = 1
+        wc[o * p * p + i * p + jj, j] = 1
     layer.wb.set_data(nd.array(wb))
     layer.wc.set_data(nd.array(wc))
     layer.scale.set_data(nd.array(scale))

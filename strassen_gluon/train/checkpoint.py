@@ -80,8 +80,17 @@ def read_meta(checkpoint):
 def load_checkpoint(checkpoint, net, trainers=(), ctx=None):
     """Load parameters (and trainer states, if given) from a checkpoint folder; return meta."""
     net.load_parameters(os.path.join(checkpoint, 'model.params'), ctx=ctx)
+    load_trainer_states(checkpoint, trainers)
+    return read_meta(checkpoint)
+
+
+def load_trainer_states(checkpoint, trainers):
+    """Load the optimizer states saved with a checkpoint into `trainers` (in the same order).
+
+    Separate from the parameters because a trainer can only be built once the model is in the
+    right phase (which parameters train), i.e. after the parameters are loaded.
+    """
     for i, trainer in enumerate(trainers):
         states = os.path.join(checkpoint, 'trainer%d.states' % i)
         if os.path.isfile(states):
             trainer.load_states(states)
-    return read_meta(checkpoint)

@@ -1,0 +1,113 @@
+"""ImageNet ResNet-18 v1 and its Strassen version ST-ResNet-18 (SPEC 3.4).
+
+Layout (He et al. 2016, as gluoncv's ``resnet18_v1``):
+
+* stem: 7x7 stride-2 convolution 3 -> 64, BN, ReLU, 3x3 stride-2 max pooling;
+* four stages of two basic blocks with widths 64 / 128 / 256 / 512, stride 2 at the start of
+  stages 2-4, each with a 1x1 stride-2 projection shortcut + BN when its width changes;
+* global average pooling -> full-precision Dense(512 -> classes).
+
+The basic block is the CIFAR ResNet's (`resnet_cifar.BasicBlockV1`, one implementation), built
+with an injected convolution factory. In ``st_resnet18`` every convolution is an `SPNConv2D`,
+the stem and the projection shortcuts included ("we apply our method to all convolution
+layers"); the classifier stays full precision.
+
+Options of ``st_resnet18``:
+
+* `nbr_mul`: r = int(nbr_mul · c_out) per layer; one value or a per-stage list
+  [stem, stage1, stage2, stage3, stage4]. 0 for a stage keeps its convolutions dense.
+* `out_patch`: p, one value or a per-stage list; the 1x1 shortcuts always use p = 1.
+* `groups`: g, the groups of the W_b convolution of every SPN. The stem sees 3 input channels,
+  which g = 2 or 4 does not divide; the stem then uses g = 1 (r is unaffected, its W_b is dense).
+"""
+from mxnet.gluon import HybridBlock, nn
+
+from ..config import Phase
+from ..layers import SPNConv2D
+from .registry import register
+from .resnet_cifar import BasicBlockV1, dense_conv, per_stage
+
+STAGE_WIDTHS = (64, 64, 128, 256, 512)  # stem, stage 1 .. stage 4
+RESNET18_BLOCKS = (2, 2, 2, 2)
+IMAGE_CHANNELS = 3
+
+
+def spn_conv_factory(quantizer='twn', phase=Phase.FULL, groups=1):
+    """A conv factory building SPNConv2D with W_b in `groups` groups (nbr_mul = 0: dense).
+
+    The factory's own `groups` argument overrides the default for a single layer (the stem).
+    """
+    default_groups = groups
+
+    def spn_conv(channels, kernel_size, strides, padding, in_channels, nbr_mul=1.0, out_patch=1,
+                 groups=None):
+        if not nbr_mul:
+            return dense_conv(channels, kernel_size, strides, padding, in_channels)
+        return SPNConv2D(channels, kernel_size, strides, padding, in_channels=in_channels,
+                         use_bias=False, nbr_mul=nbr_mul, out_patch=out_patch,
+                         groups=default_groups if groups is None else groups,
+                         quantizer=quantizer, phase=phase)
+    return spn_conv
+
+
+def stem_groups(groups):
+    """Groups of the stem's W_b: g if it divides the 3 image channels, else 1."""
+    return groups if IMAGE_CHANNELS % groups == 0 else 1
+
+
+class ImageNetResNetV1(HybridBlock):
+    """ResNet v1 with basic blocks for 224x224 images; see the module docstring."""
+
+    def __init__(self, blocks=RESNET18_BLOCKS, conv_layer=dense_conv, stem_layer=None,
+                 nbr_mul=1.0, out_patch=1, classes=1000, **kwargs):
+        super().__init__(**kwargs)
+        stages = len(blocks) + 1
+        self.classes = classes
+        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul', stages)
+        self.out_patch = per_stage(out_patch, 'out_patch', stages)
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix='features_')
+            self.features.add((stem_layer or conv_layer)(
+                                  STAGE_WIDTHS[0], 7, 2, 3, IMAGE_CHANNELS,
+                                  nbr_mul=self.nbr_mul[0], out_patch=self.out_patch[0]),
+                              nn.BatchNorm(in_channels=STAGE_WIDTHS[0]),
+                              nn.Activation('relu'),
+                              nn.MaxPool2D(3, 2, 1))
+            in_channels = STAGE_WIDTHS[0]
+            for stage, count in enumerate(blocks, start=1):
+                channels = STAGE_WIDTHS[stage]
+                stage_blocks = nn.HybridSequential(prefix='stage%d_' % stage)
+                with stage_blocks.name_scope():
+                    for i in range(count):
+                        stage_blocks.add(BasicBlockV1(
+                            channels, 2 if (i == 0 and stage > 1) else 1, in_channels,
+                            conv_layer, nbr_mul=self.nbr_mul[stage],
+                            out_patch=self.out_patch[stage], prefix='block%d_' % i))
+                        in_channels = channels
+                self.features.add(stage_blocks)
+            self.features.add(nn.GlobalAvgPool2D())
+            self.output = nn.Dense(classes, in_units=in_channels, prefix='output_')
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.features(x))
+
+
+@register('resnet18')
+def resnet18(classes=1000):
+    """Full-precision ResNet-18 v1 for ImageNet (baseline and distillation teacher)."""
+    return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=dense_conv, classes=classes,
+                            prefix='resnet18_')
+
+
+@register('st_resnet18')
+def st_resnet18(nbr_mul=1.0, out_patch=1, groups=1, quantizer='twn', classes=1000,
+                phase=Phase.FULL):
+    """ST-ResNet-18: every convolution an SPN (stem and shortcuts included), FC full precision."""
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError('groups must be a positive integer, not %r' % (groups,))
+    spn = spn_conv_factory(quantizer, phase, groups)
+
+    def stem(*args, **kwargs):
+        return spn(*args, groups=stem_groups(groups), **kwargs)
+    return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=spn, stem_layer=stem, nbr_mul=nbr_mul,
+                            out_patch=out_patch, classes=classes, prefix='st_resnet18_')

@@ -1,0 +1,57 @@
+"""Learning curves of a run across its phases, drawn from its log records.
+
+Uses a bare ``matplotlib.figure.Figure`` (no pyplot, no backend switch), so it works in scripts,
+on headless machines and inside Jupyter alike.
+"""
+from matplotlib.figure import Figure
+
+PHASE_COLOURS = {'full': '#dbe9f6', 'ternary': '#fde8d0', 'frozen': '#e3f1dc', 'dense': '#eeeeee'}
+
+
+def learning_curve_figure(records, title=None):
+    """A Figure with accuracy (top) and training loss (bottom) per epoch, phases shaded.
+
+    `records` are log.jsonl records (phase, global_epoch, train_loss, train_acc, val_acc, lr).
+    """
+    fig = Figure(figsize=(8, 6), tight_layout=True)
+    acc_ax, loss_ax = fig.subplots(2, 1, sharex=True)
+    x = [r['global_epoch'] + 1 for r in records]
+    acc_ax.plot(x, [r['train_acc'] for r in records], '.-', label='train')
+    acc_ax.plot(x, [r['val_acc'] for r in records], '.-', label='validation')
+    acc_ax.set_ylabel('accuracy')
+    acc_ax.legend(loc='lower right')
+    loss_ax.plot(x, [r['train_loss'] for r in records], '.-', color='C3')
+    loss_ax.set_ylabel('training loss')
+    loss_ax.set_xlabel('epoch (all phases)')
+    lr_ax = loss_ax.twinx()
+    lr_ax.step(x, [r['lr'] for r in records], where='mid', color='0.5', linewidth=0.8)
+    lr_ax.set_yscale('log')
+    lr_ax.set_ylabel('learning rate', color='0.5')
+    for name, first, last in phase_spans(records):
+        for ax in (acc_ax, loss_ax):
+            ax.axvspan(first + 0.5, last + 1.5, color=PHASE_COLOURS.get(name, '#f0f0f0'),
+                       zorder=0)
+        acc_ax.text((first + last) / 2 + 1, 1.0, name, ha='center', va='bottom',
+                    transform=acc_ax.get_xaxis_transform(), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def phase_spans(records):
+    """[(phase name, first global epoch, last global epoch)] in order of appearance."""
+    spans = []
+    for r in records:
+        if spans and spans[-1][0] == r['phase']:
+            spans[-1][2] = r['global_epoch']
+        else:
+            spans.append([r['phase'], r['global_epoch'], r['global_epoch']])
+    return [tuple(s) for s in spans]
+
+
+def save_learning_curves(records, path, title=None):
+    """Write the learning-curve PNG of `records` to `path` (nothing to draw: no file)."""
+    if not records:
+        return None
+    learning_curve_figure(records, title).savefig(path, dpi=100)
+    return path

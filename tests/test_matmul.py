@@ -1,0 +1,248 @@
+"""Exact verification, algorithm files, the bilinear SPN and the matmul command line."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from strassen_gluon.config import Phase
+from strassen_gluon.matmul import (ALGORITHMS_DIR, Algorithm, BilinearSPN, brent_residual,
+                                   canonical_signs, count_additions, describe, evaluate,
+                                   is_exact, learn, load_algorithm, main, matmul_tensor,
+                                   multiply, naive_algorithm, save_algorithm, SearchConfig)
+
+# Winograd's variant of Strassen's algorithm, written out here from its formulas
+# (S4 = A12 - S2, T4 = T2 - B21, C12 = M1 + M6 + M5 + M3, ...), row-major vec order.
+WINOGRAD = dict(
+    m=2, k=2, n=2, rank=7,
+    W_a=[[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, -1, -1], [0, 0, 0, 1],
+         [0, 0, 1, 1], [-1, 0, 1, 1], [1, 0, -1, 0]],
+    W_b=[[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, -1, -1, 1],
+         [-1, 1, 0, 0], [1, -1, 0, 1], [0, -1, 0, 1]],
+    W_c=[[1, 1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 1, 1, 0],
+         [1, 0, 0, -1, 0, 1, 1], [1, 0, 0, 0, 1, 1, 1]])
+
+
+def winograd():
+    return Algorithm.from_dict(WINOGRAD)
+
+
+def test_tensor_reproduces_matrix_product():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(-5, 5, (2, 3)), rng.integers(-5, 5, (3, 4))
+    t = matmul_tensor(2, 3, 4)
+    assert t.shape == (6, 12, 8) and t.sum() == 2 * 3 * 4
+    np.testing.assert_array_equal(np.einsum('xyz,x,y->z', t, a.ravel(), b.ravel()),
+                                  (a @ b).ravel())
+
+
+@pytest.mark.parametrize('size', [(1, 1, 1), (2, 2, 2), (2, 3, 4), (3, 1, 2)])
+def test_naive_algorithm_is_exact_with_rank_mkn(size):
+    m, k, n = size
+    naive = naive_algorithm(m, k, n)
+    assert naive.rank == m * k * n and is_exact(naive)
+    assert sum(count_additions(naive).values()) == m * n * (k - 1)
+    report = evaluate(naive)
+    assert report['exact'] and report['violated'] == 0 and report['residual'] == 0
+
+
+def test_rank7_algorithm_written_out_is_exact_and_multiplies():
+    alg = winograd()
+    assert alg.rank == 7 and alg.ternary and is_exact(alg)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        a, b = rng.integers(-100, 100, (2, 2)), rng.integers(-100, 100, (2, 2))
+        np.testing.assert_array_equal(multiply(alg, a, b), a @ b)
+    # Naive count (no reuse of S1, T1, U1, ...): 7 + 7 + 10, not Winograd's 15.
+    assert count_additions(alg) == {'W_a': 7, 'W_b': 7, 'W_c': 10}
+
+
+def test_packaged_strassen_is_exact_with_18_additions():
+    alg = load_algorithm(ALGORITHMS_DIR / 'strassen_2x2x2.json')
+    report = evaluate(alg)
+    assert report['exact'] and report['ternary'] and report['rank'] == 7
+    assert report['additions'] == 18
+    assert report['additions_by_matrix'] == {'W_a': 5, 'W_b': 5, 'W_c': 8}
+    lines = describe(alg)
+    assert lines[0] == 'M1 = (A11 + A22) (B11 + B22)'
+    assert 'C11 = M1 + M4 - M5 + M7' in lines
+
+
+@pytest.mark.parametrize('make', [winograd, lambda: load_algorithm(
+    ALGORITHMS_DIR / 'strassen_2x2x2.json')])
+def test_every_single_coefficient_change_is_rejected(make):
+    alg = make()
+    rejected = 0
+    for name in ('W_a', 'W_b', 'W_c'):
+        for index in np.ndindex(getattr(alg, name).shape):
+            for delta in (-1, 1):
+                changed = make()
+                getattr(changed, name)[index] += delta
+                assert not is_exact(changed), (name, index, delta)
+                assert brent_residual(changed).any()
+                rejected += 1
+    assert rejected == 2 * (28 + 28 + 28)
+
+
+def test_near_miss_report_counts_violated_equations():
+    alg = winograd()
+    alg.W_c[0, 0] = 0  # C11 loses M1 = A11 B11: exactly one equation fails
+    report = evaluate(alg)
+    assert not report['exact']
+    assert report['violated'] == 1 and report['residual'] == 1
+
+
+def test_additions_ignore_zero_rows_and_count_nonzeros_minus_one():
+    alg = Algorithm(1, 1, 2, [[1], [0], [-1]], [[1, 1], [0, 0], [1, -1]],
+                    [[1, 0, 1], [0, 0, -1]])
+    assert count_additions(alg) == {'W_a': 0, 'W_b': 2, 'W_c': 1}
+
+
+def test_canonical_signs_keep_exactness_and_make_factors_start_positive():
+    alg = winograd()
+    alg.W_a[2] *= -1
+    alg.W_c[:, 2] *= -1
+    alg.W_b[4] *= -1
+    alg.W_c[:, 4] *= -1
+    fixed = canonical_signs(alg)
+    assert is_exact(alg) and is_exact(fixed)
+    for w in (fixed.W_a, fixed.W_b):
+        assert all(row[np.flatnonzero(row)[0]] > 0 for row in w)
+
+
+def test_json_round_trip(tmp_path):
+    path = tmp_path / 'alg.json'
+    save_algorithm(winograd(), path)
+    data = json.loads(path.read_text())
+    assert set(data) == {'m', 'k', 'n', 'rank', 'W_a', 'W_b', 'W_c'}
+    assert data['W_a'] == WINOGRAD['W_a'] and data['rank'] == 7
+    again = load_algorithm(path)
+    for name in ('W_a', 'W_b', 'W_c'):
+        np.testing.assert_array_equal(getattr(again, name), WINOGRAD[name])
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda d: d.pop('W_c'), 'missing W_c'),
+    (lambda d: d.update(rank=6), 'rank'),
+    (lambda d: d.update(m=0), 'm must be an integer >= 1'),
+    (lambda d: d['W_a'][0].__setitem__(0, 0.5), 'integers'),
+    (lambda d: d['W_b'][0].__setitem__(0, True), 'integers'),
+    (lambda d: d['W_b'].pop(), 'W_b has shape'),
+    (lambda d: d['W_c'][1].pop(), 'different lengths'),
+])
+def test_malformed_algorithms_are_refused(tmp_path, change, message):
+    data = json.loads(json.dumps(WINOGRAD))
+    change(data)
+    path = tmp_path / 'bad.json'
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        load_algorithm(path)
+
+
+def test_spn_full_phase_computes_the_bilinear_form():
+    spn = BilinearSPN(2, 3, 2, rank=5, population=3)
+    spn.initialize()
+    spn.hybridize()
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    out = spn(mx.nd.array(a), mx.nd.array(b)).asnumpy()
+    wa, wb, wc = (p.data().asnumpy() for p in (spn.wa, spn.wb, spn.wc))
+    expected = np.einsum('pzr,prs->psz', wc, (wa @ a.T) * (wb @ b.T))
+    assert out.shape == (3, 4, 4)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_spn_ternary_phase_with_strassen_weights_multiplies_exactly():
+    alg = load_algorithm(ALGORITHMS_DIR / 'strassen_2x2x2.json')
+    spn = BilinearSPN(2, 2, 2, rank=7, population=1, quantizer='threshold')
+    spn.initialize()
+    spn.hybridize()
+    # Latent weights 0.8 x the algorithm: full precision is wrong, ternarised exact.
+    for param, w in ((spn.wa, alg.W_a), (spn.wb, alg.W_b), (spn.wc, alg.W_c)):
+        param.set_data(mx.nd.array(0.8 * w[None]))
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-9, 9, (5, 2, 2)), rng.integers(-9, 9, (5, 2, 2))
+    target = np.matmul(a, b).reshape(5, 4)
+    x, y = mx.nd.array(a.reshape(5, 4)), mx.nd.array(b.reshape(5, 4))
+    assert np.abs(spn(x, y).asnumpy()[0] - target).max() > 1
+    spn.phase = Phase.TERNARY
+    np.testing.assert_array_equal(spn(x, y).asnumpy()[0], target)
+    with pytest.raises(ValueError, match='FULL and TERNARY'):
+        spn.phase = Phase.DENSE
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--m', '2', '--k', '2', '--n', '2', '--rank', '0'], 'must be >= 1'),
+    (['--m', '0', '--k', '2', '--n', '2', '--rank', '7'], 'must be >= 1'),
+    (['--m', '2', '--k', '-1', '--n', '2', '--rank', '7'], 'must be >= 1'),
+    (['--m', '2', '--k', '2', '--n', '2'], 'needs --rank'),
+    (['--m', '2', '--k', '2', '--n', '2', '--rank', '3'], 'at least max'),
+    (['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--lr', '0'], 'lr must be positive'),
+])
+def test_cli_refuses_impossible_requests(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_verify(tmp_path, capsys):
+    good = tmp_path / 'winograd.json'
+    save_algorithm(winograd(), good)
+    assert main(['--verify', str(good)]) == 0
+    out = capsys.readouterr().out
+    assert 'exact: yes' in out and 'rank 7' in out and 'additions: 24' in out
+
+    near = winograd()
+    near.W_b[3, 0] = 0
+    bad = tmp_path / 'near.json'
+    save_algorithm(near, bad)
+    assert main(['--verify', str(bad)]) == 1
+    assert 'exact: no' in capsys.readouterr().out
+
+    broken = tmp_path / 'broken.json'
+    broken.write_text('{"m": 2')
+    assert main(['--verify', str(broken)]) == 2
+    assert 'not valid JSON' in capsys.readouterr().err
+
+
+def test_cli_learns_strassen_rank_7(tmp_path, capsys):
+    path = tmp_path / 'found.json'
+    assert main(['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--seed', '3',
+                 '--json', str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'found: exact 2x2x2 algorithm of rank 7' in out and 'restart 1/' in out
+    alg = load_algorithm(path)
+    assert alg.rank == 7 and alg.ternary and is_exact(alg)
+
+
+def test_cli_reports_not_found_with_residual(tmp_path, capsys):
+    path = tmp_path / 'none.json'
+    code = main(['--m', '2', '--k', '2', '--n', '2', '--rank', '5', '--restarts', '1',
+                 '--population', '4', '--fp-steps', '100', '--anneal-steps', '200',
+                 '--ternary-steps', '100', '--json', str(path)])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert 'not found' in out
+    residual = int(out.split('best residual ')[-1].split()[0])
+    assert residual > 0  # rank 5 < 7 cannot be exact
+    assert not path.exists()
+
+
+def test_learn_time_limit_stops_without_result():
+    config = SearchConfig(population=2, fp_steps=50, anneal_steps=10 ** 6, ternary_steps=0)
+    result = learn(2, 2, 2, 6, seed=0, restarts=5, config=config, time_limit=1.0)
+    assert not result.found and result.best_residual > 0
+    assert result.restarts == 1 and result.seconds < 20
+
+
+def test_full_schedule_runs_every_step_and_counts_exact_candidates():
+    lines = []
+    config = SearchConfig(population=8, fp_steps=1000, anneal_steps=1500, ternary_steps=500,
+                          stop_early=False)
+    result = learn(2, 2, 2, 7, seed=1, restarts=1, config=config, log=lines.append)
+    assert ' 3000 steps' in lines[0]
+    assert 0 <= result.exact_candidates <= 8
+    assert result.found == (result.exact_candidates > 0)
+    if result.found:
+        assert is_exact(result.algorithm) and result.best_residual == 0

@@ -1,0 +1,358 @@
+"""CIFAR-10 training: schedule, phases, loop, checkpoints/resume, distillation and the command.
+
+Runs on tiny generated data in the real file format (80 training, 32 test images), batch 16,
+2 batches per epoch.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from cifar_fixtures import write_fake_cifar
+from strassen_gluon import Phase, spn_layers
+from strassen_gluon import cifar10
+from strassen_gluon.data import CifarBatches
+from strassen_gluon.models import get_model
+from strassen_gluon.train.checkpoint import latest_checkpoint, read_meta
+from strassen_gluon.train.logs import read_jsonl
+from strassen_gluon.train.loop import Diverged, LoopOptions, evaluate, run_phases, train_epoch
+from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
+from strassen_gluon.train.schedule import (PhaseSpec, learning_rate, make_phase, paper_phases,
+                                           scale_steps)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = LoopOptions(progress=False, print_fn=lambda *a: None)
+LOG_FIELDS = {'phase', 'epoch', 'lr', 'train_loss', 'train_acc', 'val_acc', 'seconds',
+              'images_per_s'}
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('cifar')
+    write_fake_cifar(folder, n_train_per_batch=16, n_test=32)
+    return str(folder)
+
+
+def tiny_args(data_dir, log_dir, *extra, model='st_resnet20', epochs=(1, 1, 1)):
+    return ['--model', model, '--data_dir', data_dir, '--no_download', '--no-strict_counts',
+            '--batch_size', '16', '--max_batches', '2', '--epochs_fp', str(epochs[0]),
+            '--epochs_quant', str(epochs[1]), '--epochs_frozen', str(epochs[2]),
+            '--log_dir', str(log_dir), '--gpu_index', '-1', '--quiet'] + list(extra)
+
+
+def params_of(checkpoint):
+    return {k: v.asnumpy() for k, v in mx.nd.load(os.path.join(checkpoint, 'model.params'))
+            .items()}
+
+
+@pytest.fixture(scope='module')
+def full_run(data_dir, tmp_path_factory):
+    """One uninterrupted 3-phase run of 2 + 2 + 1 epochs, shared by several tests."""
+    log_dir = tmp_path_factory.mktemp('runs')
+    rc = cifar10.main(tiny_args(data_dir, log_dir, '--run_name', 'full', epochs=(2, 2, 1)))
+    assert rc == 0
+    return os.path.join(str(log_dir), 'full')
+
+
+# ----------------------------------------------------------------------------- schedule
+
+def test_paper_schedule_boundaries():
+    full, ternary, frozen = paper_phases()
+    assert (full.epochs, ternary.epochs, frozen.epochs) == (250, 40, 10)
+    lr = {e: learning_rate(full, e) for e in (0, 149, 150, 199, 200, 249)}
+    assert lr == {0: 0.1, 149: 0.1, 150: 0.01, 199: 0.01, 200: 0.001, 249: 0.001}
+    assert [learning_rate(ternary, e) for e in (0, 9, 10, 19, 20, 29, 30, 39)] == \
+        [0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4, 1e-5, 1e-5]
+    assert {learning_rate(frozen, e) for e in range(10)} == {0.001}
+    assert frozen.frozen and frozen.phase == Phase.TERNARY and not ternary.frozen
+    assert full.phase == Phase.FULL
+    with pytest.raises(ValueError):
+        learning_rate(full, -1)
+
+
+def test_shortened_phases_scale_their_steps():
+    assert make_phase('full', epochs=25).steps == (15, 20)
+    assert make_phase('ternary', epochs=4).steps == (1, 2, 3)
+    assert make_phase('full', epochs=25, steps=[5]).steps == (5,)
+    assert scale_steps((150, 200), 250, 250) == (150, 200)
+    assert min(scale_steps((10, 20, 30), 40, 1)) >= 1       # never decays at epoch 0
+    short = make_phase('full', epochs=25)
+    assert learning_rate(short, 14) == 0.1 and learning_rate(short, 15) == 0.01
+
+
+def test_dense_models_train_one_phase_and_empty_phases_drop():
+    (dense,) = paper_phases(spn=False, epochs=(7, 40, 10))
+    assert dense.name == 'dense' and dense.phase == Phase.DENSE and dense.epochs == 7
+    assert [p.name for p in paper_phases(epochs=(0, 3, 0))] == ['ternary']
+    with pytest.raises(ValueError):
+        PhaseSpec('x', Phase.FULL, 3, 0.1, steps=(2, 1))
+
+
+# ----------------------------------------------------------------------------- phases, loop
+
+def random_batches(n=32, batch=16, seed=0, train=True):
+    rng = np.random.RandomState(seed)
+    images = rng.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+    labels = rng.randint(0, 10, n)
+    return CifarBatches(images, labels, batch, train=train, seed=seed)
+
+
+def small_net():
+    net = get_model('st_resnet20')
+    net.initialize(mx.init.Xavier(magnitude=2))
+    net.hybridize()
+    return net
+
+
+def test_phases_switch_layer_modes_and_frozen_phase_keeps_wb_wc():
+    net = small_net()
+    phases = paper_phases(epochs=(1, 1, 1))
+    snapshots = {}
+    layers = spn_layers(net)
+
+    def snapshot(spec):
+        assert all(l.phase == spec.phase and l.frozen == spec.frozen for l in layers)
+        snapshots[spec.name] = {
+            'wb': [l.wb.data().asnumpy().copy() for l in layers],
+            'wc': [l.wc.data().asnumpy().copy() for l in layers],
+            'scale': [l.scale.data().asnumpy().copy() for l in layers]}
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as run_dir:
+        status = run_phases(net, phases, random_batches(), random_batches(train=False),
+                            [mx.cpu()], run_dir, {'model': 'st_resnet20'}, options=QUIET,
+                            on_phase_end=snapshot)
+        assert status == 'done'
+        assert [r['phase'] for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))] == \
+            ['full', 'ternary', 'frozen']
+    tern, frozen = snapshots['ternary'], snapshots['frozen']
+    for key in ('wb', 'wc'):   # W_b and W_c do not move in the frozen phase ...
+        for a, b in zip(tern[key], frozen[key]):
+            np.testing.assert_array_equal(a, b)
+    # ... while ã keeps training (and moved in the ternary phase too).
+    assert any(not np.array_equal(a, b) for a, b in zip(tern['scale'], frozen['scale']))
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshots['full']['wb'], tern['wb']))
+
+
+def test_trainer_covers_exactly_the_trained_parameters():
+    net = small_net()
+    frozen = make_phase('frozen')
+    enter_phase(net, frozen)
+    names = set(trainable_params(net))
+    layer = spn_layers(net)[3]
+    assert layer.wb.name not in names and layer.wc.name not in names
+    assert layer.scale.name in names and layer.dense_weight.name not in names
+    assert net.output.weight.name in names
+    enter_phase(net, make_phase('ternary'))
+    assert layer.wb.name in set(trainable_params(net))
+    trainer = make_trainer(net, 0.01)
+    assert trainer.learning_rate == 0.01 and trainer._optimizer.momentum == 0.9
+    assert trainer._optimizer.wd == 1e-4
+
+
+def test_scales_stay_clipped_after_each_step():
+    net = small_net()
+    enter_phase(net, make_phase('full'))
+    trainer = make_trainer(net, 50.0)       # a huge step pushes some ã below 0
+    train_epoch(net, trainer, random_batches(), [mx.cpu()], options=QUIET)
+    scales = np.concatenate([l.scale.data().asnumpy() for l in spn_layers(net)])
+    assert scales.min() >= 0.0 and scales.max() <= 100.0
+
+
+def test_data_parallel_epoch_on_two_contexts():
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    net = get_model('resnet20')
+    net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
+    net.hybridize()
+    enter_phase(net, make_phase('dense'))
+    trainer = make_trainer(net, 0.1, kvstore='device')
+    stats = train_epoch(net, trainer, random_batches(), ctx, options=QUIET)
+    assert stats['images'] == 32 and np.isfinite(stats['train_loss'])
+    assert 0.0 <= evaluate(net, random_batches(train=False), ctx) <= 1.0
+    w0, w1 = (net.output.weight.data(c).asnumpy() for c in ctx)
+    np.testing.assert_array_equal(w0, w1)    # the replicas stay identical
+
+
+def test_nan_loss_raises_diverged():
+    net = small_net()
+    enter_phase(net, make_phase('full'))
+    trainer = make_trainer(net, 0.1)
+    net.output.bias.set_data(mx.nd.full((10,), np.nan))
+    with pytest.raises(Diverged, match='nan'):
+        train_epoch(net, trainer, random_batches(), [mx.cpu()], options=QUIET)
+
+
+# ----------------------------------------------------------------------------- the command
+
+def test_run_writes_log_summary_curves_and_checkpoint(full_run):
+    records = read_jsonl(os.path.join(full_run, 'log.jsonl'))
+    assert [(r['phase'], r['epoch']) for r in records] == [
+        ('full', 0), ('full', 1), ('ternary', 0), ('ternary', 1), ('frozen', 0)]
+    for r in records:
+        assert LOG_FIELDS <= set(r)
+        assert 0 <= r['train_acc'] <= 1 and 0 <= r['val_acc'] <= 1 and r['images'] == 32
+    assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 1e-4, 0.001]
+    with open(os.path.join(full_run, 'summary.json')) as f:
+        summary = json.load(f)
+    assert summary['val_acc'] == records[-1]['val_acc']
+    assert summary['best_val_acc'] == max(r['val_acc'] for r in records)
+    assert set(summary['phases']) == {'full', 'ternary', 'frozen'}
+    assert summary['phases']['ternary']['final_val_acc'] == records[3]['val_acc']
+    assert summary['mults'] > 0 and summary['adds'] > summary['mults'] and summary['bits'] > 0
+    assert '--run_name full' in summary['command']
+    with open(os.path.join(full_run, 'curves.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    meta = read_meta(latest_checkpoint(full_run))
+    assert meta['phase'] == 'frozen' and meta['finished'] and meta['model'] == 'st_resnet20'
+    assert meta['phase_mode'] == int(Phase.TERNARY) and meta['frozen']
+
+
+def test_trained_model_is_ternary_and_cheaper_than_dense(full_run, data_dir, tmp_path):
+    rc = cifar10.main(tiny_args(data_dir, tmp_path, '--run_name', 'fp', model='resnet20',
+                                epochs=(1, 5, 5)))
+    assert rc == 0
+    records = read_jsonl(os.path.join(tmp_path, 'fp', 'log.jsonl'))
+    assert [r['phase'] for r in records] == ['dense']
+    with open(os.path.join(tmp_path, 'fp', 'summary.json')) as f:
+        dense = json.load(f)
+    with open(os.path.join(full_run, 'summary.json')) as f:
+        strassen = json.load(f)
+    assert strassen['mults'] < dense['mults'] / 10
+    assert strassen['bits'] < dense['bits']
+
+
+def test_resume_continues_exactly(full_run, data_dir, tmp_path):
+    args = tiny_args(data_dir, tmp_path, '--run_name', 'part', epochs=(2, 2, 1))
+    assert cifar10.main(args + ['--stop_after_epochs', '3']) == 0
+    run_dir = os.path.join(str(tmp_path), 'part')
+    meta = read_meta(latest_checkpoint(run_dir))
+    assert (meta['phase'], meta['epoch'], meta['lr'], meta['finished']) == \
+        ('ternary', 0, 0.01, False)
+    assert os.path.isfile(os.path.join(latest_checkpoint(run_dir), 'trainer0.states'))
+    assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
+    # A stray log line of an epoch that never got its checkpoint is dropped on resume.
+    with open(os.path.join(run_dir, 'log.jsonl'), 'a') as f:
+        f.write(json.dumps(dict(read_jsonl(os.path.join(run_dir, 'log.jsonl'))[-1],
+                                epoch=1, val_acc=-1.0)) + '\n')
+    assert cifar10.main(['--resume', run_dir, '--quiet']) == 0
+    resumed, straight = params_of(latest_checkpoint(run_dir)), params_of(
+        latest_checkpoint(full_run))
+    assert resumed.keys() == straight.keys()
+    for name in straight:
+        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    records = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    reference = read_jsonl(os.path.join(full_run, 'log.jsonl'))
+    assert [(r['phase'], r['epoch'], r['lr']) for r in records] == \
+        [(r['phase'], r['epoch'], r['lr']) for r in reference]
+    np.testing.assert_allclose([r['train_loss'] for r in records],
+                               [r['train_loss'] for r in reference], rtol=1e-5)
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        assert len(json.load(f)['commands']) == 2
+
+
+def test_resume_refuses_a_model_change(full_run):
+    assert cifar10.main(['--resume', full_run, '--model', 'resnet20']) == cifar10.EXIT_USAGE
+
+
+def test_nan_stops_without_a_new_checkpoint(data_dir, tmp_path, capsys):
+    args = tiny_args(data_dir, tmp_path, '--run_name', 'nan', model='resnet20',
+                     epochs=(4, 0, 0))
+    assert cifar10.main(args + ['--stop_after_epochs', '1']) == 0
+    run_dir = os.path.join(str(tmp_path), 'nan')
+    assert cifar10.main(['--resume', run_dir, '--lr_fp', '1e38', '--quiet']) == \
+        cifar10.EXIT_DIVERGED
+    assert 'without writing a checkpoint' in capsys.readouterr().err
+    checkpoint = latest_checkpoint(run_dir)
+    meta = read_meta(checkpoint)
+    logged = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    # Every checkpointed epoch is finite, and the epoch that diverged left none behind.
+    assert meta['epoch'] == logged[-1]['epoch'] < 3
+    assert all(np.isfinite(v).all() for v in params_of(checkpoint).values())
+
+
+def test_distillation_changes_the_loss(data_dir, tmp_path):
+    teacher_args = tiny_args(data_dir, tmp_path, '--run_name', 'teacher', model='resnet20')
+    assert cifar10.main(teacher_args) == 0
+    student = tiny_args(data_dir, tmp_path, epochs=(1, 1, 0))
+    assert cifar10.main(student + ['--run_name', 'alone']) == 0
+    assert cifar10.main(student + ['--run_name', 'taught', '--teacher_model',
+                                   os.path.join(str(tmp_path), 'teacher')]) == 0
+    alone = read_jsonl(os.path.join(str(tmp_path), 'alone', 'log.jsonl'))
+    taught = read_jsonl(os.path.join(str(tmp_path), 'taught', 'log.jsonl'))
+    assert [r['phase'] for r in taught] == ['full', 'ternary']
+    for a, t in zip(alone, taught):   # distillation acts in every phase
+        assert np.isfinite(t['train_loss']) and abs(a['train_loss'] - t['train_loss']) > 1e-4
+    # A teacher with lambda 0 is plain cross-entropy: the same run as without a teacher.
+    assert cifar10.main(student + ['--run_name', 'lam0', '--dist_lambda', '0',
+                                   '--teacher_model', os.path.join(str(tmp_path), 'teacher')]) == 0
+    lam0 = read_jsonl(os.path.join(str(tmp_path), 'lam0', 'log.jsonl'))
+    np.testing.assert_allclose([r['train_loss'] for r in lam0],
+                               [r['train_loss'] for r in alone], rtol=1e-5)
+
+
+def test_missing_data_gives_one_message(tmp_path, capsys):
+    empty = tmp_path / 'nothing'
+    empty.mkdir()
+    rc = cifar10.main(['--data_dir', str(empty), '--no_download', '--log_dir',
+                       str(tmp_path / 'runs'), '--gpu_index', '-1'])
+    err = capsys.readouterr().err
+    assert rc == cifar10.EXIT_DATA
+    assert 'CIFAR-10 data is missing' in err and '--data_dir' in err
+    assert 'Traceback' not in err
+    assert not (tmp_path / 'runs').exists()     # no empty run folder left behind
+
+
+def test_bad_files_give_one_message(data_dir, tmp_path, capsys):
+    write_fake_cifar(tmp_path, n_train_per_batch=4, n_test=4)
+    (tmp_path / 'test_batch').write_bytes(b'not a pickle')
+    rc = cifar10.main(['--data_dir', str(tmp_path), '--no_download', '--no-strict_counts',
+                       '--log_dir', str(tmp_path / 'runs'), '--gpu_index', '-1'])
+    assert rc == cifar10.EXIT_DATA and 'test_batch' in capsys.readouterr().err
+    # The official counts are required unless --no-strict_counts is given.
+    rc = cifar10.main(['--data_dir', data_dir, '--no_download', '--log_dir',
+                       str(tmp_path / 'runs'), '--gpu_index', '-1'])
+    assert rc == cifar10.EXIT_DATA and 'shape' in capsys.readouterr().err
+
+
+def test_options():
+    args = cifar10.parse_args(['--gpu_idx', '-1', '--nbr_mul', '0,1,2,1', '--out_patch', '2'])
+    assert args.gpu_index == '-1' and args.nbr_mul == [0.0, 1.0, 2.0, 1.0]
+    assert args.out_patch == 2
+    assert cifar10.model_kwargs(args) == {'nbr_mul': [0.0, 1.0, 2.0, 1.0], 'out_patch': 2}
+    defaults = cifar10.parse_args([])
+    assert (defaults.epochs_fp, defaults.epochs_quant, defaults.epochs_frozen) == (250, 40, 10)
+    assert (defaults.batch_size, defaults.seed, defaults.model) == (128, 321, 'st_resnet20')
+    assert cifar10.model_kwargs(defaults) == {}
+    quick = cifar10.parse_args(['--quick', '--epochs_fp', '3'])
+    assert quick.train_subset == cifar10.QUICK['train_subset'] and quick.epochs_fp == 3
+    assert quick.explicit == {'quick', 'epochs_fp'}
+    # The original VGG command line works with --model st_vgg7.
+    vgg = cifar10.parse_args(['--model', 'st_vgg7', '--nbr_mul', '1', '--out_patch', '1',
+                              '--gpu_index', '0'])
+    net = cifar10.build_model(vgg.model, cifar10.model_kwargs(vgg))
+    assert len(spn_layers(net)) == 7
+    assert cifar10.contexts('-1') == [mx.cpu()]
+    if mx.context.num_gpus() == 0:
+        assert cifar10.contexts('0', say=lambda *a: None) == [mx.cpu()]
+
+
+def test_spn_options_on_a_dense_model_are_refused(data_dir, tmp_path, capsys):
+    rc = cifar10.main(tiny_args(data_dir, tmp_path, '--nbr_mul', '2', model='resnet20'))
+    assert rc == cifar10.EXIT_USAGE and '--nbr_mul' in capsys.readouterr().err
+
+
+def test_command_runs_as_a_module(data_dir, tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'strassen_gluon.cifar10'] +
+        tiny_args(data_dir, tmp_path, '--run_name', 'cli', epochs=(1, 1, 1))
+        + ['--max_eval_batches', '1'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('epoch 1/1') == 3 and 'final val acc' in proc.stdout
+    assert os.path.isfile(os.path.join(str(tmp_path), 'cli', 'summary.json'))

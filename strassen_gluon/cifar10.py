@@ -27,17 +27,17 @@ import time
 
 import mxnet as mx
 
+from .cli import EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .data import CifarBatches, CifarFormatError, CifarNotFoundError, load_cifar10, subset
-from .layers import set_phase
 from .models import get_model, resnet_cifar, vgg_cifar
-from .train.checkpoint import (git_revision, latest_checkpoint, load_checkpoint, read_meta,
-                               write_json_atomic)
+from .train.checkpoint import git_revision, load_checkpoint, write_json_atomic
 from .train.loop import (LOG_NAME, Diverged, LoopOptions, resume_position, run_phases,
                          seed_everything, trim_log)
 from .train.logs import read_jsonl
 from .train.phases import enter_phase, has_spn
 from .train.plots import save_learning_curves
 from .train.schedule import PAPER_BY_NAME, learning_rate, paper_phases
+from .train.teacher import load_teacher
 
 CONFIG_NAME = 'config.json'
 SUMMARY_NAME = 'summary.json'
@@ -56,11 +56,6 @@ FIXED_ON_RESUME = ('model', 'nbr_mul', 'out_patch', 'quantizer', 'faithful', 'se
 PER_INVOCATION = ('stop_after_epochs', 'run_name', 'resume')
 
 CIFAR_MODELS = resnet_cifar.NAMES + vgg_cifar.NAMES
-EXIT_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
-
-
-class UsageError(Exception):
-    """A problem with the options, reported in one line (exit status 2)."""
 
 
 class Interrupted(Exception):
@@ -268,36 +263,13 @@ def phases_for(net, args):
                         factor=args.lr_factor)
 
 
-def find_checkpoint(path):
-    """The checkpoint folder for a run folder or a checkpoint folder (None if neither)."""
-    if os.path.isfile(os.path.join(path, 'meta.json')) and \
-            os.path.isfile(os.path.join(path, 'model.params')):
-        return path
-    return latest_checkpoint(path)
-
-
-def load_teacher(path, ctx, say=print):
-    """A frozen, hybridized model from a run or checkpoint folder written by this command."""
-    ckpt = find_checkpoint(path)
-    if ckpt is None:
-        raise UsageError('--teacher_model %s: no checkpoint there (give a run folder of this '
-                         'command or one of its ckpt-* folders)' % path)
-    meta = read_meta(ckpt)
-    teacher = build_model(meta['model'], meta.get('model_kwargs', {}))
-    if has_spn(teacher):
-        set_phase(teacher, meta.get('phase_mode', 1))
-    load_checkpoint(ckpt, teacher, ctx=ctx)
-    for param in teacher.collect_params().values():
-        param.grad_req = 'null'
-    teacher.hybridize(static_alloc=True)
-    say('teacher: %s from %s (val acc %s%s)'
-        % (meta['model'], ckpt, _pct(meta.get('val_acc')),
-           '' if meta.get('finished') else ', run not finished'))
-    return teacher
-
-
-def _pct(value):
-    return '%.2f%%' % (100 * value) if isinstance(value, (int, float)) else 'unknown'
+def teacher_for(args, ctx, say=print):
+    if not args.teacher_model:
+        return None
+    try:
+        return load_teacher(args.teacher_model, ctx, say)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _model_cost(net, input_shape):
@@ -477,7 +449,7 @@ def run(args, say=print):
     # Everything that can fail on the user's input happens before the run folder is written.
     data = load_data(args, say)
     train_batches, eval_batches = make_batches(data, args, ctx[0])
-    teacher = load_teacher(args.teacher_model, ctx, say) if args.teacher_model else None
+    teacher = teacher_for(args, ctx, say)
     os.makedirs(run_dir, exist_ok=True)
     write_json_atomic(os.path.join(run_dir, CONFIG_NAME), config)
 

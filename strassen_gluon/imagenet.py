@@ -23,8 +23,8 @@ Parallelism:
   it (all workers must find the same epoch there).
 
 The run folder is ``--log_dir`` itself (not a new folder per run as in the CIFAR command): every
-worker of a distributed job must find it. The teacher is loaded by the CIFAR command's
-``load_teacher`` (a run or checkpoint folder of either command).
+worker of a distributed job must find it. The teacher is loaded by `train.teacher.load_teacher`
+(a run or checkpoint folder of either command).
 """
 import argparse
 import json
@@ -35,7 +35,7 @@ import threading
 import mxnet as mx
 from mxnet import gluon
 
-from .cifar10 import EXIT_DIVERGED, EXIT_USAGE, UsageError, load_teacher
+from .cli import EXIT_DIVERGED, EXIT_USAGE, UsageError
 from .config import Phase
 from .data.imagenet import RecordBatches
 from .layers import SPNBlock
@@ -45,6 +45,7 @@ from .train.loop import (Diverged, LoopOptions, resume_position, run_phases, see
                          trim_log)
 from .train.phases import has_spn, make_trainer, trainable_params
 from .train.schedule import PhaseSpec, scale_steps
+from .train.teacher import load_teacher
 
 IMAGENET_MODELS = ('resnet18', 'st_resnet18')
 KVSTORES = ('device', 'local', 'dist_sync')
@@ -348,7 +349,10 @@ def run(args):
     if group is not None:
         group.broadcast_parameters(net)
     net.hybridize(static_alloc=True)
-    teacher = load_teacher(args.teacher_model, ctx, say) if args.teacher_model else None
+    try:
+        teacher = load_teacher(args.teacher_model, ctx, say) if args.teacher_model else None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
     batch = args.batch_size * len(ctx)
     train_batches = RecordBatches(args.train_rec, batch, args.image_size, train=True,

@@ -20,7 +20,7 @@ nbr_mul is 0 uses ordinary convolutions (the notebook's switch for the stem).
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from ..layers import SPNConv2D
+from .conv import dense_conv, per_stage, spn_conv_factory
 from .registry import register
 
 STAGE_WIDTHS = (16, 16, 32, 64)  # stem, stage 1, stage 2, stage 3
@@ -34,32 +34,6 @@ def blocks_per_stage(depth):
         raise ValueError('CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, ...), not %r'
                          % (depth,))
     return (depth - 2) // 6
-
-
-def per_stage(value, name, stages=4):
-    """Expand one value to a per-stage list, or check that a list has one value per stage."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != stages:
-            raise ValueError('%s needs one value per stage (%d), got %r' % (name, stages, value))
-        return list(value)
-    return [value] * stages
-
-
-def dense_conv(channels, kernel_size, strides, padding, in_channels, **spn_options):
-    """A full-precision convolution; SPN options (nbr_mul, out_patch, ...) do not apply."""
-    return nn.Conv2D(channels, kernel_size, strides, padding, in_channels=in_channels,
-                     use_bias=False)
-
-
-def spn_conv_factory(quantizer='twn', phase=Phase.FULL):
-    """A conv factory building SPNConv2D; a layer given nbr_mul = 0 falls back to dense_conv."""
-    def spn_conv(channels, kernel_size, strides, padding, in_channels, nbr_mul=1.0, out_patch=1):
-        if not nbr_mul:
-            return dense_conv(channels, kernel_size, strides, padding, in_channels)
-        return SPNConv2D(channels, kernel_size, strides, padding, in_channels=in_channels,
-                         use_bias=False, nbr_mul=nbr_mul, out_patch=out_patch,
-                         quantizer=quantizer, phase=phase)
-    return spn_conv
 
 
 class BasicBlockV1(HybridBlock):

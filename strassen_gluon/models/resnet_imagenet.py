@@ -23,31 +23,13 @@ Options of ``st_resnet18``:
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from ..layers import SPNConv2D
+from .conv import dense_conv, per_stage, spn_conv_factory
 from .registry import register
-from .resnet_cifar import BasicBlockV1, dense_conv, per_stage
+from .resnet_cifar import BasicBlockV1
 
 STAGE_WIDTHS = (64, 64, 128, 256, 512)  # stem, stage 1 .. stage 4
 RESNET18_BLOCKS = (2, 2, 2, 2)
 IMAGE_CHANNELS = 3
-
-
-def spn_conv_factory(quantizer='twn', phase=Phase.FULL, groups=1):
-    """A conv factory building SPNConv2D with W_b in `groups` groups (nbr_mul = 0: dense).
-
-    The factory's own `groups` argument overrides the default for a single layer (the stem).
-    """
-    default_groups = groups
-
-    def spn_conv(channels, kernel_size, strides, padding, in_channels, nbr_mul=1.0, out_patch=1,
-                 groups=None):
-        if not nbr_mul:
-            return dense_conv(channels, kernel_size, strides, padding, in_channels)
-        return SPNConv2D(channels, kernel_size, strides, padding, in_channels=in_channels,
-                         use_bias=False, nbr_mul=nbr_mul, out_patch=out_patch,
-                         groups=default_groups if groups is None else groups,
-                         quantizer=quantizer, phase=phase)
-    return spn_conv
 
 
 def stem_groups(groups):

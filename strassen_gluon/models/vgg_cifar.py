@@ -18,7 +18,7 @@ from mxnet.gluon import HybridBlock, nn
 from ..config import Phase
 from ..layers import SPNDense
 from .registry import register
-from .resnet_cifar import dense_conv, per_stage, spn_conv_factory
+from .conv import dense_conv, per_stage, spn_conv_factory
 
 STAGE_WIDTHS = (128, 256, 512)
 FC_UNITS = 1024

@@ -30,6 +30,13 @@ def _ternary(layer, param, axis=None):
     return levels.asnumpy().astype(np.int8), alpha.asnumpy().astype(np.float64)
 
 
+def _identity_or_ternary(layer, param, r):
+    """W_c as exact ternary integers with its scale; the identity for identity_out layers."""
+    if layer.identity_out:
+        return np.eye(r, dtype=np.int8), np.ones(1)
+    return _ternary(layer, param)
+
+
 def _bn_affine(layer):
     """(1/σ, β - μ/σ) of the layer's SPN batch norm in inference mode; identity without one."""
     if not layer.batch_norm:
@@ -55,7 +62,7 @@ def export_conv(layer):
     _require_ternary(layer)
     p, r, c_out = layer.out_patch, layer.r, layer.channels
     wb, alpha_b = _ternary(layer, layer.wb)
-    wc, alpha_c = _ternary(layer, layer.wc)
+    wc, alpha_c = _identity_or_ternary(layer, layer.wc, r)
     wc = wc.reshape(p * p * c_out, r)  # row c·p² + i·p + j: channel c, block position (i, j)
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
@@ -74,7 +81,7 @@ def export_dense(layer):
     """Deployment form of an SPNDense: wb int8 (r, in), wc int8 (units, r), scale (r,), bias."""
     _require_ternary(layer)
     wb, alpha_b = _ternary(layer, layer.wb)
-    wc, alpha_c = _ternary(layer, layer.wc)
+    wc, alpha_c = _identity_or_ternary(layer, layer.wc, layer.r)
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
@@ -95,7 +102,11 @@ def export_lstm(layer):
         for kind in KINDS:
             prefix = 'l%d_%s_' % (index, kind)
             wb, alpha_b = _ternary(layer, getattr(layer, prefix + 'wb'), axis=(1, 2))
-            wc, alpha_c = _ternary(layer, getattr(layer, prefix + 'wc'), axis=(1, 2))
+            if layer.identity_out:
+                wc = np.broadcast_to(np.eye(layer.r, dtype=np.int8), (4, layer.r, layer.r))
+                alpha_c = np.ones((4, 1, 1))
+            else:
+                wc, alpha_c = _ternary(layer, getattr(layer, prefix + 'wc'), axis=(1, 2))
             a = getattr(layer, prefix + 'scale').data().asnumpy().astype(np.float64)
             entry[kind] = {'wb': wb, 'wc': wc,
                            'scale': (alpha_c.reshape(4, 1) * a * alpha_b.reshape(4, 1)

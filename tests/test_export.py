@@ -46,9 +46,20 @@ def test_conv_export_reproduces_inference(kernel, stride, padding, patch, groups
     assert _relative_error(spn_conv_reference(x.asnumpy(), form), expected) < 1e-4
 
 
-@pytest.mark.parametrize('batch_norm', [True, False])
-def test_dense_export_reproduces_inference(batch_norm):
-    layer = SPNDense(7, in_units=12, nbr_mul=2, batch_norm=batch_norm)
+def test_identity_out_conv_exports_identity_wc():
+    layer = SPNConv2D(5, (1, 3), in_channels=3, r=5, identity_out=True)
+    x = nd.array(RNG.randn(4, 3, 1, 9))
+    _trained_stats(layer, x)
+    form = export_layer(layer)
+    np.testing.assert_array_equal(form['wc'][:, :, 0, 0], np.eye(5))
+    assert _relative_error(spn_conv_reference(x.asnumpy(), form), layer(x).asnumpy()) < 1e-4
+
+
+@pytest.mark.parametrize('batch_norm,identity_out', [(True, False), (False, False), (True, True),
+                                                      (False, True)])
+def test_dense_export_reproduces_inference(batch_norm, identity_out):
+    layer = SPNDense(7, in_units=12, nbr_mul=1 if identity_out else 2, batch_norm=batch_norm,
+                     identity_out=identity_out)
     x = nd.array(RNG.randn(5, 12))
     _trained_stats(layer, x)
     form = export_layer(layer)

@@ -213,6 +213,59 @@ def test_lstm_spn_gate_matrix_is_wc_diag_a_wb():
         np.testing.assert_allclose(m[g], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_identity_out_layers_compute_scaled_batchnorm_of_wb():
+    """A char conv = ã ⊙ BN(W_b * x) + b with W_c = I; an identity_out dense likewise."""
+    conv = SPNConv2D(4, (1, 2), in_channels=3, r=4, identity_out=True, phase=Phase.FULL)
+    dense = SPNDense(5, in_units=3, r=5, identity_out=True)
+    for layer, x in ((conv, nd.random.normal(shape=(6, 3, 1, 7))),
+                     (dense, nd.random.normal(shape=(6, 3)))):
+        layer.initialize(mx.init.Xavier())
+        layer.scale.set_data(nd.random.uniform(0.5, 2, shape=layer.scale.shape))
+        layer.bn_beta.set_data(nd.random.normal(shape=layer.bn_beta.shape))
+        layer.bias.set_data(nd.random.normal(shape=layer.bias.shape))
+        with autograd.record():  # training mode: batch statistics
+            y = layer(x)
+        if layer is conv:
+            h = nd.Convolution(x, conv.wb.data(), kernel=(1, 2), num_filter=4, no_bias=True)
+            axes, shape = (0, 2, 3), (1, -1, 1, 1)
+        else:
+            h = nd.dot(x, dense.wb.data(), transpose_b=True)
+            axes, shape = (0,), (1, -1)
+        h = h.asnumpy()
+        norm = (h - h.mean(axis=axes, keepdims=True)) / np.sqrt(
+            h.var(axis=axes, keepdims=True) + 1e-3)
+        expected = layer.scale.data().asnumpy().reshape(shape) * (
+            norm + layer.bn_beta.data().asnumpy().reshape(shape)) + \
+            layer.bias.data().asnumpy().reshape(shape)
+        np.testing.assert_allclose(y.asnumpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+
+@pytest.mark.parametrize('in_units,units,identity_out', [(3, 8, False), (9, 4, False),
+                                                          (6, 6, True)])
+def test_dense_without_batchnorm_folds_scale_exactly(in_units, units, identity_out):
+    layer = _init(SPNDense(units, in_units=in_units, r=units if identity_out else 5,
+                           batch_norm=False, identity_out=identity_out))
+    a = RNG.rand(layer.r) + 0.5
+    layer.scale.set_data(nd.array(a))
+    layer.bias.set_data(nd.array(RNG.randn(units)))
+    x = RNG.randn(4, in_units)
+    wb = layer.wb.data().asnumpy()
+    wc = np.eye(units) if identity_out else layer.wc.data().asnumpy()
+    expected = ((x @ wb.T) * a) @ wc.T + layer.bias.data().asnumpy()
+    np.testing.assert_allclose(layer(nd.array(x)).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_scale_is_never_trained_and_identity_out_has_no_wc():
+    layer = _init(SPNConv2D(4, 3, 1, 1, in_channels=2, r=4, identity_out=True, fixed_scale=True))
+    assert layer.wc is None and layer.ternary_params() == [layer.wb]
+    for phase in Phase:
+        set_phase(layer, phase)
+        assert layer.scale.grad_req == 'null'
+    with pytest.raises(ValueError, match='identity_out'):
+        SPNDense(4, in_units=3, r=3, identity_out=True)
+
+
 # ------------------------------------------------------------------------ training
 
 def test_freeze_keeps_quantizing_and_stops_ternary_updates():

@@ -8,8 +8,10 @@ fixed γ; W_c maps the r channels back to c_out channels for each of the p² pos
 
 Two implementation choices keep the layers fast and stable on MXNet 1.x (measured, DEVELOPERS.md):
 
-* ã is folded into W_c as W_c·diag(ã) (a weight-sized product) instead of multiplying the
-  activations channel-wise, whose backward is slow on CPU.
+* ã is never a separate product with the activations (its backward is slow on CPU). With the
+  SPN batch norm (always in the convolution), ã ⊙ BN(h) is computed as one batch norm whose γ is
+  ã and whose shift is ã ⊙ β: the same function and gradients. Without a batch norm, ã is folded
+  into the smaller of W_b and W_c, as diag(ã)·W_b or W_c·diag(ã).
 * W_c (kernel p, stride p transposed convolution) is computed as a 1x1 convolution to p²·c_out
   channels followed by a pixel shuffle: a Deconvolution whose weight is computed in the graph
   crashes in backward with MKLDNN. W_c is stored as (p²·c_out, r, 1, 1) with output channel
@@ -29,7 +31,6 @@ from ..quant import fake_quantize, get_quantizer
 
 SCALE_MAX = 100.0
 BN_EPS = 1e-3
-BN_PARAMS = ('bn_gamma', 'bn_beta', 'bn_mean', 'bn_var')
 
 
 def _pair(value, name):
@@ -90,13 +91,18 @@ def pixel_shuffle(F, y, channels, p):
 class SPNBlock(HybridBlock):
     """Behaviour shared by every SPN layer: phase, freezing of W_b/W_c, parameter groups."""
 
-    def __init__(self, quantizer='twn', phase=Phase.FULL, **kwargs):
+    def __init__(self, quantizer='twn', phase=Phase.FULL, identity_out=False, fixed_scale=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.quantizer_name = quantizer if isinstance(quantizer, str) else getattr(
             quantizer, '__name__', 'custom')
         self._quantizer = get_quantizer(quantizer)
         self._phase = Phase.parse(phase)
         self._frozen = False
+        # identity_out: W_c is the identity (r = output units) and is neither stored nor applied
+        # (the language model's char CNN and quant modes 6/7). fixed_scale: ã stays at 1 (TWN).
+        self.identity_out = bool(identity_out)
+        self.fixed_scale = bool(fixed_scale)
 
     # Subclasses list their parameters by role.
     def dense_params(self):
@@ -113,7 +119,7 @@ class SPNBlock(HybridBlock):
 
     def spn_params(self):
         """Trainable full-precision SPN parameters besides W_b and W_c: ã and the SPN BN's β."""
-        return self.scale_params()
+        return [] if self.fixed_scale else self.scale_params()
 
     @property
     def phase(self):
@@ -139,8 +145,15 @@ class SPNBlock(HybridBlock):
             p.grad_req = 'null' if spn else 'write'
         for p in self.ternary_params():
             p.grad_req = 'write' if spn and not self._frozen else 'null'
+        for p in self.scale_params():
+            p.grad_req = 'null'  # spn_params() turns it on unless ã is fixed
         for p in self.spn_params():
             p.grad_req = 'write' if spn else 'null'
+
+    def _check_identity_out(self, r, units, out_patch=1):
+        if self.identity_out and (r != units or out_patch != 1):
+            raise ValueError('identity_out=True needs r equal to the output units (%d) and '
+                             'out_patch 1, got r=%d, out_patch=%d' % (units, r, out_patch))
 
     def bias_params(self):
         """Biases: full precision and used in every phase."""
@@ -160,38 +173,37 @@ class SPNBlock(HybridBlock):
 
 
 class _SPNWithBatchNorm(SPNBlock):
-    """SPN whose hidden units pass through a batch norm with fixed γ (conv and dense)."""
+    """Conv and dense SPNs: a batch norm with fixed γ over the r hidden units, then ã, then W_c."""
 
     def _add_batchnorm(self, r):
-        # γ is fixed at 1 (the loss cannot depend on the scale of W_b through it), β is learned,
-        # the running variance starts at 1 (the original started it at 0, SPEC defect 12). They
-        # are the layer's own parameters rather than an nn.BatchNorm child so that
+        # β is learned, the running variance starts at 1 (the original started it at 0, SPEC
+        # defect 12); γ is fixed at 1, so the graph uses ã in its place (see _scaled_hidden).
+        # They are the layer's own parameters rather than an nn.BatchNorm child so that
         # with_shape_anchor can reach them.
         self.bn_eps = BN_EPS
-        self.bn_gamma = self.params.get('bn_gamma', shape=(r,), init='ones', grad_req='null',
-                                        differentiable=False)
         self.bn_beta = self.params.get('bn_beta', shape=(r,), init='zeros')
         self.bn_mean = self.params.get('bn_mean', shape=(r,), init='zeros', grad_req='null',
                                        differentiable=False)
         self.bn_var = self.params.get('bn_var', shape=(r,), init='ones', grad_req='null',
                                       differentiable=False)
 
+    def ternary_params(self):
+        return [self.wb] if self.identity_out else [self.wb, self.wc]
+
     def scale_params(self):
         return [self.scale]
 
     def spn_params(self):
-        return [self.scale] + ([self.bn_beta] if self.batch_norm else [])
+        return super().spn_params() + ([self.bn_beta] if self.batch_norm else [])
 
-    def _hidden_batchnorm(self, F, h, params, axis):
-        if not self.batch_norm:
-            return h
-        return F.BatchNorm(h, params['bn_gamma'], params['bn_beta'], params['bn_mean'],
-                           params['bn_var'], eps=BN_EPS, momentum=0.9, fix_gamma=True, axis=axis)
-
-    def _folded_wc(self, F, wc, scale, scale_shape):
-        """W_c·diag(ã), with W_c ternarised first when the phase says so."""
-        wc = self._maybe_quantize(F, wc, self._phase.ternary_c)
-        return F.broadcast_mul(wc, F.reshape(scale, scale_shape))
+    def _scaled_hidden(self, F, h, params, axis, bias=None):
+        """ã ⊙ BN(h) (+ bias) as one batch norm with γ = ã and shift ã ⊙ β (+ bias)."""
+        scale = params['scale']
+        shift = scale * params['bn_beta']
+        if bias is not None:
+            shift = shift + bias
+        return F.BatchNorm(h, scale, shift, params['bn_mean'], params['bn_var'], eps=BN_EPS,
+                           momentum=0.9, fix_gamma=False, axis=axis)
 
 
 class SPNConv2D(_SPNWithBatchNorm):
@@ -231,6 +243,7 @@ class SPNConv2D(_SPNWithBatchNorm):
         if self.r % groups:
             raise ValueError('groups=%r must divide the number of multiplications r=%d'
                              % (groups, self.r))
+        self._check_identity_out(self.r, channels, out_patch)
         p, (kh, kw), (sh, sw) = out_patch, self.kernel, self.strides
         # W_b's kernel covers the input window of a p x p block of outputs.
         self.kernel_b = ((p - 1) * sh + kh, (p - 1) * sw + kw)
@@ -240,7 +253,8 @@ class SPNConv2D(_SPNWithBatchNorm):
                 'dense_weight', shape=(channels, in_channels, kh, kw), init=weight_initializer)
             self.wb = self.params.get(
                 'wb', shape=(self.r, in_channels // groups) + self.kernel_b, init=spn_init)
-            self.wc = self.params.get('wc', shape=(p * p * channels, self.r, 1, 1), init=spn_init)
+            self.wc = None if self.identity_out else self.params.get(
+                'wc', shape=(p * p * channels, self.r, 1, 1), init=spn_init)
             self.scale = self.params.get('scale', shape=(self.r,), init='ones')
             self.bias = self.params.get('bias', shape=(channels,), init=bias_initializer) \
                 if use_bias else None
@@ -249,9 +263,6 @@ class SPNConv2D(_SPNWithBatchNorm):
 
     def dense_params(self):
         return [self.dense_weight]
-
-    def ternary_params(self):
-        return [self.wb, self.wc]
 
     def output_size(self, height, width):
         """Spatial size of the output for an input of height x width (as the dense conv)."""
@@ -284,8 +295,10 @@ class SPNConv2D(_SPNWithBatchNorm):
             x = F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew))
             h = F.Convolution(x, wb, kernel=self.kernel_b, stride=(p * sh, p * sw),
                               num_filter=self.r, num_group=self.groups, no_bias=True)
-        h = self._hidden_batchnorm(F, h, params, axis=1)
-        wc = self._folded_wc(F, params['wc'], params['scale'], (1, self.r, 1, 1))
+        if self.identity_out:
+            return self._scaled_hidden(F, h, params, axis=1, bias=bias)
+        h = self._scaled_hidden(F, h, params, axis=1)
+        wc = self._maybe_quantize(F, params['wc'], self._phase.ternary_c)
         if bias is not None and p > 1:
             bias = F.repeat(bias, repeats=p * p)
         y = F.Convolution(h, wc, bias, kernel=(1, 1), num_filter=p * p * self.channels,
@@ -328,12 +341,14 @@ class SPNDense(_SPNWithBatchNorm):
         self.units, self.in_units, self.use_bias, self.flatten = units, in_units, use_bias, flatten
         self.batch_norm = bool(batch_norm)
         self.r = resolve_rank(units, nbr_mul, r)
+        self._check_identity_out(self.r, units)
         spn_init = spn_initializer or default_spn_initializer()
         with self.name_scope():
             self.dense_weight = self.params.get('dense_weight', shape=(units, in_units),
                                                 init=weight_initializer)
             self.wb = self.params.get('wb', shape=(self.r, in_units), init=spn_init)
-            self.wc = self.params.get('wc', shape=(units, self.r), init=spn_init)
+            self.wc = None if self.identity_out else self.params.get(
+                'wc', shape=(units, self.r), init=spn_init)
             self.scale = self.params.get('scale', shape=(self.r,), init='ones')
             self.bias = self.params.get('bias', shape=(units,), init=bias_initializer) \
                 if use_bias else None
@@ -344,9 +359,6 @@ class SPNDense(_SPNWithBatchNorm):
     def dense_params(self):
         return [self.dense_weight]
 
-    def ternary_params(self):
-        return [self.wb, self.wc]
-
     def hybrid_forward(self, F, x, **params):
         bias = params.get('bias')
         if self._phase == Phase.DENSE:
@@ -355,15 +367,31 @@ class SPNDense(_SPNWithBatchNorm):
                                     flatten=self.flatten, no_bias=bias is None)
         wb = self._maybe_quantize(F, params['wb'], self._phase.ternary_b)
         wb = with_shape_anchor(F, wb, params, self._unused_params(), 2)
-        h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
-        h = self._hidden_batchnorm(F, h, params, axis=-1)
-        wc = self._folded_wc(F, params['wc'], params['scale'], (1, self.r))
+        wc = None if self.identity_out else self._maybe_quantize(F, params['wc'],
+                                                                   self._phase.ternary_c)
+        scale = params['scale']
+        if not self.batch_norm:
+            # ã folds into the smaller of W_b (r x in) and W_c (units x r); W_c = I: into W_b.
+            if wc is None or self.in_units <= self.units:
+                wb = F.broadcast_mul(wb, F.reshape(scale, (-1, 1)))
+            else:
+                wc = F.broadcast_mul(wc, F.reshape(scale, (1, -1)))
+            if wc is None:
+                return F.FullyConnected(x, wb, bias, num_hidden=self.units,
+                                        flatten=self.flatten, no_bias=bias is None)
+            h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
+        else:
+            h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
+            if wc is None:
+                return self._scaled_hidden(F, h, params, axis=-1, bias=bias)
+            h = self._scaled_hidden(F, h, params, axis=-1)
         return F.FullyConnected(h, wc, bias, num_hidden=self.units, flatten=False,
                                 no_bias=bias is None)
 
     def __repr__(self):
-        return '{}({} -> {}, r={}, phase={})'.format(
-            self.__class__.__name__, self.in_units, self.units, self.r, self._phase.name)
+        return '{}({} -> {}, r={}{}, phase={})'.format(
+            self.__class__.__name__, self.in_units, self.units, self.r,
+            ', W_c = I' if self.identity_out else '', self._phase.name)
 
 
 # ---------------------------------------------------------------------------------------------

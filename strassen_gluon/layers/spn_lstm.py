@@ -37,6 +37,7 @@ class SPNLSTM(SPNBlock):
         self.hidden_size, self.num_layers, self.input_size = hidden_size, num_layers, input_size
         self.dropout = dropout
         self.r = resolve_rank(hidden_size, nbr_mul, r)
+        self._check_identity_out(self.r, hidden_size)
         spn_init = spn_initializer or default_spn_initializer()
         self._dense, self._ternary, self._scales = [], [], []
         with self.name_scope():
@@ -46,15 +47,21 @@ class SPNLSTM(SPNBlock):
                     shapes = {'dense_weight': ((GATES * hidden_size, in_size), weight_initializer),
                               'bias': ((GATES * hidden_size,), 'zeros'),
                               'wb': ((GATES, self.r, in_size), spn_init),
-                              'wc': ((GATES, hidden_size, self.r), spn_init),
+                              'wc': None if self.identity_out else
+                                    ((GATES, hidden_size, self.r), spn_init),
                               'scale': ((GATES, self.r), 'ones')}
-                    for role, (shape, init) in shapes.items():
+                    for role, spec in shapes.items():
+                        if spec is None:
+                            continue
+                        shape, init = spec
                         name = 'l%d_%s_%s' % (layer, kind, role)
                         # Attributes register the parameters with Gluon (hybrid_forward kwargs).
                         setattr(self, name, self.params.get(name, shape=shape, init=init))
                     prefix = 'l%d_%s_' % (layer, kind)
                     self._dense.append(getattr(self, prefix + 'dense_weight'))
-                    self._ternary += [getattr(self, prefix + 'wb'), getattr(self, prefix + 'wc')]
+                    self._ternary.append(getattr(self, prefix + 'wb'))
+                    if not self.identity_out:
+                        self._ternary.append(getattr(self, prefix + 'wc'))
                     self._scales.append(getattr(self, prefix + 'scale'))
         self._update_grad_req()
 
@@ -72,8 +79,11 @@ class SPNLSTM(SPNBlock):
         return [nd.zeros(shape, ctx=ctx), nd.zeros(shape, ctx=ctx)]
 
     def gate_matrix(self, F, wb, wc, scale):
-        """The stacked (4·units, in) matrix W_c·diag(ã)·W_b of one layer's i2h or h2h SPNs."""
+        """The stacked (4·units, in) matrix W_c·diag(ã)·W_b of one layer's i2h or h2h SPNs
+        (diag(ã)·W_b when W_c is the identity, `wc` None)."""
         wb = self._maybe_quantize(F, wb, self._phase.ternary_b, axis=(1, 2))
+        if wc is None:
+            return F.reshape(F.broadcast_mul(F.expand_dims(scale, axis=2), wb), shape=(-3, -2))
         wc = self._maybe_quantize(F, wc, self._phase.ternary_c, axis=(1, 2))
         wc = F.broadcast_mul(wc, F.expand_dims(scale, axis=1))
         return F.reshape(F.batch_dot(wc, wb), shape=(-3, -2))
@@ -87,7 +97,7 @@ class SPNLSTM(SPNBlock):
                 if self._phase == Phase.DENSE:
                     weight = params[name + 'dense_weight']
                 else:
-                    weight = self.gate_matrix(F, params[name + 'wb'], params[name + 'wc'],
+                    weight = self.gate_matrix(F, params[name + 'wb'], params.get(name + 'wc'),
                                               params[name + 'scale'])
                 if layer == 0 and kind == 'i2h':
                     weight = with_shape_anchor(F, weight, params, unused, 2)

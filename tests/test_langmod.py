@@ -1,0 +1,416 @@
+"""Character-aware Strassen LM: PTB loader, models, quant modes, phases, distillation, resume.
+
+Everything runs on a tiny corpus written in Kim's PTB format and tiny model sizes.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+from langmod import data as ptb
+from langmod import train
+from strassen_gluon import Phase
+from strassen_gluon.layers import SPNConv2D, SPNDense, SPNLSTM, spn_layers
+from strassen_gluon.models import get_model, list_models
+
+WORDS = ('the a cat dog sat on mat ran far away N <unk> big small red blue house tree '
+         'extraordinarily').split()
+TINY = ['--rnn_size', '8', '--feature_maps', '3', '4', '--kernels', '1', '2',
+        '--highway_layers', '1', '--num_layers', '2', '--char_vec_size', '5',
+        '--batch_size', '3', '--seq_length', '4', '--out_nbr_mul', '6', '--print_every', '0',
+        '--gpu_index', '-1', '--quiet']
+
+
+def write_corpus(folder, names=('ptb.train.txt', 'ptb.valid.txt', 'ptb.test.txt'),
+                 lines=(120, 25, 23), seed=0):
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    for name, n in zip(names, lines):
+        with open(os.path.join(folder, name), 'w') as f:
+            for _ in range(n):
+                f.write(' ' + ' '.join(rng.choice(WORDS, rng.randint(2, 8))) + ' \n')
+    return str(folder)
+
+
+@pytest.fixture(scope='module')
+def corpus_dir(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp('ptb'))
+
+
+def run(args, corpus_dir, log_dir, **kw):
+    argv = TINY + ['--data_dir', corpus_dir, '--log_dir', str(log_dir)] + list(args)
+    return train.main(argv)
+
+
+def read_log(run_dir):
+    with open(os.path.join(run_dir, 'log.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+# ------------------------------------------------------------------------------ loader
+
+def test_loader_follows_batchloaderunk(tmp_path):
+    folder = tmp_path / 'd'
+    folder.mkdir()
+    (folder / 'ptb.train.txt').write_text(' the cat <unk> sat\n a {dog} \n')
+    (folder / 'ptb.valid.txt').write_text(' the dog\n')
+    (folder / 'ptb.test.txt').write_text(' cat cat\n')
+    corpus = ptb.load_corpus(str(folder), max_word_l=65)
+    vocab = corpus.vocab
+    words, chars = corpus.splits['train']
+    decoded = [vocab.idx2word[i] for i in words]
+    # <unk> -> '|' (id 0), '{' '}' removed, '+' ends every line as a word of its own.
+    assert decoded == ['the', 'cat', '|', 'sat', '+', 'a', 'dog', '+']
+    assert vocab.idx2char[:4] == [' ', '{', '}', '|']
+    # The longest word is 'the'/'cat'/'sat'/'dog' (3 letters): max_word_l = 3 + 2.
+    assert vocab.max_word_l == 5 and chars.shape == (8, 5)
+    the = [1] + [vocab.char2idx[c] for c in 'the'] + [2]
+    assert chars[0].tolist() == the
+    assert chars[2].tolist() == [1, 3, 2, 0, 0]          # '|': start, unk char, end, padding
+    assert chars[4].tolist() == [1, vocab.char2idx['+'], 2, 0, 0]
+    # Words ordered by count over all splits ('cat' 3x, 'the', 'dog', '+' ... ); '|' is 0.
+    assert vocab.idx2word[0] == '|' and vocab.idx2word[1] in ('cat', '+')
+
+
+def test_loader_cuts_long_words_and_caps_vocab(tmp_path):
+    folder = write_corpus(tmp_path / 'd')
+    corpus = ptb.load_corpus(folder, max_word_l=6, n_words=5, n_chars=8)
+    vocab = corpus.vocab
+    assert vocab.max_word_l == 6 and vocab.word_vocab_size == 5 and vocab.char_vocab_size == 8
+    words, chars = corpus.splits['train']
+    assert words.max() < 5 and chars.max() < 8
+    long_rows = chars[(chars != 0).sum(axis=1) == 6]
+    assert len(long_rows) and (long_rows[:, -1] == 2).all()   # cut, last slot = end
+
+
+def test_batches_in_order_and_targets(corpus_dir):
+    corpus = ptb.load_corpus(corpus_dir)
+    words, chars = corpus.splits['train']
+    b = ptb.Batches(words, chars, batch_size=3, seq_length=4)
+    cols = len(b) * 4
+    rows = words[:3 * cols].reshape(3, cols)
+    first_chars, first_targets, mask = b.chunk(0)
+    assert mask is None and first_chars.shape == (4, 3, corpus.vocab.max_word_l)
+    # Chunk 0 holds the first 4 words of each row (the original started at chunk 1).
+    np.testing.assert_array_equal(first_chars[:, 0], chars[:4])
+    np.testing.assert_array_equal(first_targets[:, 0], words[1:5])
+    np.testing.assert_array_equal(first_targets[:, 1], rows[1, 1:5])
+    last_targets = b.chunk(len(b) - 1)[1]
+    assert last_targets[-1, -1] == words[0]              # the last target wraps around
+    with pytest.raises(IndexError):
+        b.chunk(len(b))
+
+
+def test_test_split_scores_every_word_once(corpus_dir):
+    corpus = ptb.load_corpus(corpus_dir)
+    words, chars = corpus.splits['test']
+    b = ptb.Batches(words, chars, batch_size=3, seq_length=4, keep_all=True)
+    masks = np.concatenate([b.chunk(i)[2] for i in range(len(b))])
+    assert masks.sum() == len(words)
+    stream = np.concatenate([b.chunk(i)[1] for i in range(len(b))]).T.reshape(-1)
+    np.testing.assert_array_equal(stream[:len(words) - 1], words[1:])
+
+
+def test_loader_accepts_kim_names_and_prefers_ptb_names(tmp_path):
+    folder = write_corpus(tmp_path / 'kim', names=('train.txt', 'valid.txt', 'test.txt'))
+    files = ptb.split_files(folder)
+    assert os.path.basename(files['train']) == 'train.txt'
+    write_corpus(tmp_path / 'kim', lines=(30, 5, 5), seed=1)
+    assert os.path.basename(ptb.split_files(folder)['valid']) == 'ptb.valid.txt'
+
+
+def test_loader_names_missing_and_empty_files(tmp_path):
+    folder = write_corpus(tmp_path / 'd')
+    os.remove(os.path.join(folder, 'ptb.valid.txt'))
+    with pytest.raises(FileNotFoundError) as err:
+        ptb.split_files(folder)
+    assert 'missing in %s: ptb.valid.txt or valid.txt.' % os.path.abspath(folder) \
+        in str(err.value)
+    open(os.path.join(folder, 'ptb.valid.txt'), 'w').close()
+    with pytest.raises(ValueError, match='ptb.valid.txt.*empty'):
+        ptb.split_files(folder)
+    # The command line turns it into a one-line error.
+    with pytest.raises(SystemExit, match='ptb.valid.txt'):
+        run([], folder, tmp_path / 'logs')
+
+
+# ------------------------------------------------------------------------------ command line
+
+def test_options_and_defaults_of_the_original():
+    opt = train.build_parser().parse_args([])
+    original = dict(rnn_size=650, highway_layers=2, word_vec_size=650, char_vec_size=15,
+                    feature_maps=[50, 100, 150, 200, 200, 200, 200], kernels=[1, 2, 3, 4, 5, 6, 7],
+                    num_layers=2, dropout=0.5, nbr_mul=1.0, out_nbr_mul=2000, quant_mode=0,
+                    learning_rate=2, learning_rate_decay=0.5, decay_when=1, seq_length=35,
+                    batch_size=20, max_epochs=25, max_grad_norm=5, max_word_l=65,
+                    epochs_cont=0, epochs_pre=0, learning_rate_cont=0.01,
+                    learning_rate_pre=0.01, n_words=30000, n_chars=100, print_every=50,
+                    EOS='+', teacher_model=None, dist_lambda=0.5, dist_temp=1.0)
+    for key, value in original.items():
+        assert getattr(opt, key) == value, key
+    resolved = train.parse_args([])
+    assert resolved.data_dir == os.path.join(os.path.dirname(train.__file__), 'data', 'ptb')
+    assert resolved.log_dir == os.path.join(os.path.dirname(train.__file__), 'logs')
+
+
+def test_context_defaults_to_cpu_without_gpu():
+    if mx.context.num_gpus() == 0:
+        assert train.make_context(None) == mx.cpu()
+    assert train.make_context(-1) == mx.cpu()
+    with pytest.raises(SystemExit, match='gpu_index'):
+        train.make_context(mx.context.num_gpus() + 3)
+
+
+def test_script_runs_from_its_folder(corpus_dir, tmp_path):
+    argv = [sys.executable, 'train.py', '--data_dir', corpus_dir, '--log_dir', str(tmp_path),
+            '--max_epochs', '1', '--max_batches', '2', '--max_eval_batches', '2', '--quant_mode',
+            '5'] + TINY
+    out = subprocess.run(argv, cwd=os.path.dirname(train.__file__), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = os.listdir(tmp_path)
+    records = read_log(os.path.join(tmp_path, run_dir))
+    epoch = [r for r in records if r['event'] == 'epoch'][0]
+    assert set(epoch) >= {'phase', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'seconds',
+                          'tokens_per_s'}
+    assert any(r['event'] == 'test' for r in records)
+
+
+# ------------------------------------------------------------------------------ quant modes
+
+def _opt(corpus_dir, mode, *extra):
+    return train.parse_args(TINY + ['--data_dir', corpus_dir, '--quant_mode', str(mode)]
+                            + list(extra))
+
+
+def _build(corpus_dir, mode, *extra):
+    opt = _opt(corpus_dir, mode, *extra)
+    corpus = ptb.load_corpus(corpus_dir)
+    name, kwargs = train.model_spec(opt, corpus.vocab)
+    mx.random.seed(1)
+    net = get_model(name, **kwargs)
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    batches = ptb.Batches(*corpus.splits['train'], opt.batch_size, opt.seq_length)
+    return opt, net, batches
+
+
+def _expected_trainable(net, mode):
+    """(parameters that must train, parameters that must not) for a quant mode."""
+    train_, frozen = [], []
+    for layer in spn_layers(net):
+        if mode == 0:
+            train_ += layer.dense_params()
+            frozen += layer.ternary_params() + layer.scale_params()
+            continue
+        frozen += layer.dense_params()
+        train_ += layer.ternary_params()
+        (frozen if mode == 7 else train_).extend(layer.scale_params())
+    return train_, frozen
+
+
+def _is_char_conv(layer):
+    return isinstance(layer, SPNConv2D)
+
+
+@pytest.mark.parametrize('mode', range(8))
+def test_quant_mode_forward_backward(corpus_dir, mode):
+    opt, net, batches = _build(corpus_dir, mode)
+    stage = train.plan_stages(opt)[-1]
+    train.enter_stage(net, stage)
+    if mode == 5:
+        assert not spn_layers(net)
+    else:
+        assert {layer.phase for layer in spn_layers(net)} == {stage.phase}
+    kinds = {type(layer) for layer in spn_layers(net)}
+    if mode != 5:
+        assert kinds == {SPNConv2D, SPNDense, SPNLSTM}
+        for layer in spn_layers(net):
+            # The char CNN always has W_c = I; modes 6 and 7 have it everywhere.
+            assert layer.identity_out == (mode in (6, 7) or _is_char_conv(layer))
+            assert layer.fixed_scale == (mode == 7)
+            if layer.identity_out:
+                assert layer.r == getattr(layer, 'channels', getattr(layer, 'units', getattr(
+                    layer, 'hidden_size', None)))
+    chars, targets, _ = batches.chunk(0)
+    x, y = nd.array(chars), nd.array(targets)
+    h, c = net.begin_state(opt.batch_size)
+    params = train.trainable_params(net)
+    with autograd.record():
+        logits, _, _ = net(x, h, c)
+        loss = -nd.pick(nd.log_softmax(logits), y).mean()
+    loss.backward()
+    assert logits.shape == (opt.seq_length, opt.batch_size, net.config['word_vocab_size'])
+    assert math.isfinite(loss.asscalar())
+    should_train, must_not = _expected_trainable(net, mode)
+    names = {id(p) for p in params.values()}
+    for p in should_train:
+        assert id(p) in names, p.name
+    for p in must_not:
+        assert p.grad_req == 'null' and id(p) not in names, p.name
+    for name, p in params.items():
+        assert float(p.grad().norm().asscalar()) > 0, name
+    frozen_before = {p.name: p.data().copy() for p in must_not}
+    trainer = train.make_trainer(net, 0.5, momentum=0.0, wd=0.0)
+    trainer.step(1)
+    for p in must_not:
+        np.testing.assert_array_equal(p.data().asnumpy(), frozen_before[p.name].asnumpy())
+    for layer in spn_layers(net):
+        if mode == 7:
+            for s in layer.scale_params():
+                assert (s.data().asnumpy() == 1).all()
+
+
+def test_spn_modes_quantize_what_they_should(corpus_dir):
+    for mode, ternary_b, ternary_c in ((1, False, False), (2, True, True), (3, True, False),
+                                       (4, False, True), (6, True, False), (7, True, False)):
+        opt = _opt(corpus_dir, mode)
+        phase = train.plan_stages(opt)[-1].phase
+        assert (phase.ternary_b, phase.ternary_c) == (ternary_b, ternary_c), mode
+
+
+def test_models_are_registered():
+    assert {'charlm', 'st_charlm'} <= set(list_models())
+    with pytest.raises(ValueError, match='fixed_scale'):
+        get_model('st_charlm', char_vocab_size=9, word_vocab_size=9, max_word_l=5,
+                  fixed_scale=True)
+
+
+# ------------------------------------------------------------------------------ phases
+
+def test_stages_pre_main_cont(corpus_dir):
+    for mode in (2, 3, 4, 6, 7):   # 7 pre-trains too (the original skipped it)
+        opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1',
+                   '--learning_rate_pre', '0.3', '--learning_rate_cont', '0.05')
+        stages = train.plan_stages(opt)
+        assert [s.name for s in stages] == ['pre', 'main', 'cont']
+        assert [s.lr for s in stages] == [0.3, opt.learning_rate, 0.05]
+        assert stages[2].decay_when == 0 and stages[2].frozen and not stages[1].frozen
+        assert stages[0].phase == Phase.FULL and stages[1].phase == stages[2].phase != Phase.FULL
+    for mode in (0, 1, 5):
+        opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1')
+        assert [s.name for s in train.plan_stages(opt)] == ['main']
+
+
+def test_enter_stage_sets_phase_and_freezing(corpus_dir):
+    opt, net, _ = _build(corpus_dir, 6, '--epochs_pre', '1', '--epochs_cont', '1')
+    pre, main, cont = train.plan_stages(opt)
+    for stage in (pre, main, cont):
+        train.enter_stage(net, stage)
+        for layer in spn_layers(net):
+            assert layer.phase == stage.phase and layer.frozen == stage.frozen
+            wb = layer.ternary_params()
+            assert all(p.grad_req == ('null' if stage.frozen else 'write') for p in wb)
+    # Mode 6 after pre-training quantizes W_b (the original stayed in full precision).
+    assert main.phase == Phase.TERNARY_B
+
+
+def test_run_through_all_stages(corpus_dir, tmp_path):
+    summary = run(['--quant_mode', '2', '--epochs_pre', '1', '--max_epochs', '3',
+                   '--epochs_cont', '1', '--max_batches', '3', '--max_eval_batches', '2',
+                   '--learning_rate', '0.5', '--decay_when', '1e9'], corpus_dir, tmp_path)
+    records = read_log(summary['run_dir'])
+    epochs = [(r['phase'], r['epoch'], r['lr']) for r in records if r['event'] == 'epoch']
+    # decay_when huge: lr halves after every epoch but the first of a stage (no previous val ppl).
+    assert epochs == [('pre', 1, 0.01), ('main', 1, 0.5), ('main', 2, 0.5), ('main', 3, 0.25),
+                      ('cont', 1, 0.01)]
+    assert [r['phase'] for r in records if r['event'] == 'test'] == ['pre', 'main', 'cont']
+    assert summary['test_ppl'] == summary['test_ppl_by_phase']['cont'] > 1
+    counts = [r for r in records if r['event'] == 'count']
+    assert counts and all(r['mults'] > 0 and r['adds'] > 0 for r in counts)
+    assert summary['ops_per_time_step']['mults'] > 0
+    assert os.path.isfile(os.path.join(summary['run_dir'], 'config.json'))
+
+
+def test_nan_loss_stops_with_a_message(corpus_dir, tmp_path, monkeypatch):
+    real = train.distillation_loss
+    monkeypatch.setattr(train, 'distillation_loss',
+                        lambda F, *a, **kw: real(F, *a, **kw) * float('nan'))
+    with pytest.raises(SystemExit, match='NaN'):
+        run(['--quant_mode', '5', '--max_epochs', '2', '--max_batches', '3'], corpus_dir,
+            tmp_path)
+    (run_dir,) = os.listdir(tmp_path)
+    assert read_log(os.path.join(tmp_path, run_dir))[-1]['event'] == 'diverged'
+    assert not os.path.exists(os.path.join(tmp_path, run_dir, 'latest.json'))
+    with pytest.raises(SystemExit):
+        train.parse_args(['--learning_rate', 'nan'])
+
+
+# ------------------------------------------------------------------------------ distillation
+
+def test_distillation_changes_training(corpus_dir, tmp_path):
+    teacher = run(['--quant_mode', '5', '--max_epochs', '1', '--max_batches', '4',
+                   '--max_eval_batches', '2'], corpus_dir, tmp_path / 'teacher')
+    common = ['--quant_mode', '2', '--max_epochs', '1', '--max_batches', '4',
+              '--max_eval_batches', '2', '--learning_rate', '0.5']
+    plain = run(common, corpus_dir, tmp_path / 'plain')
+    distilled = run(common + ['--teacher_model', teacher['run_dir'], '--dist_lambda', '0.9'],
+                    corpus_dir, tmp_path / 'distilled')
+    val = [read_log(s['run_dir'])[1]['val_ppl'] for s in (plain, distilled)]
+    assert val[0] != val[1]
+    # A student run is no teacher.
+    with pytest.raises(SystemExit, match='quant_mode 5'):
+        run(common + ['--teacher_model', plain['run_dir']], corpus_dir, tmp_path / 'bad')
+
+
+# ------------------------------------------------------------------------------ resume
+
+def test_resume_continues_where_it_stopped(corpus_dir, tmp_path, monkeypatch):
+    args = ['--quant_mode', '2', '--epochs_pre', '1', '--max_epochs', '2', '--max_batches', '3',
+            '--max_eval_batches', '2', '--learning_rate', '0.5', '--run_name', 'r']
+    whole = run(args, corpus_dir, tmp_path / 'whole')
+
+    saves = []
+    real_save = train.save_checkpoint
+
+    def save_then_die(*a, **kw):
+        if len(saves) == 2:            # killed before the checkpoint of main epoch 2
+            raise KeyboardInterrupt
+        saves.append(a[1])
+        return real_save(*a, **kw)
+    monkeypatch.setattr(train, 'save_checkpoint', save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(args, corpus_dir, tmp_path / 'cut')
+    monkeypatch.setattr(train, 'save_checkpoint', real_save)
+    run_dir = str(tmp_path / 'cut' / 'r')
+    assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
+    resumed = train.main(['--resume', run_dir, '--quiet', '--gpu_index', '-1'])
+    records = [r for r in read_log(run_dir) if r['event'] == 'epoch']
+    # main epoch 2 was logged before the kill and is trained again after the resume
+    assert [(r['phase'], r['epoch']) for r in records][-2:] == [('main', 2), ('main', 2)]
+    assert math.isclose(resumed['test_ppl'], whole['test_ppl'], rel_tol=1e-3)
+    assert train.main(['--resume', run_dir, '--quiet']) is None   # complete: nothing to do
+
+
+# ------------------------------------------------------------------------------ real PTB
+
+REAL_PTB = os.environ.get('STRASSEN_PTB_DIR')
+needs_ptb = pytest.mark.skipif(not REAL_PTB, reason='set STRASSEN_PTB_DIR to the real PTB folder')
+
+
+@needs_ptb
+def test_real_ptb_counts():
+    corpus = ptb.load_corpus(REAL_PTB)
+    # Tokens + one end-of-sentence word per line (shared/data/README.md), Kim's vocabulary.
+    assert {s: len(w) for s, (w, _) in corpus.splits.items()} == \
+        {'train': 929589, 'valid': 73760, 'test': 82430}
+    assert corpus.vocab.word_vocab_size == 10000 and corpus.vocab.char_vocab_size == 51
+    assert corpus.vocab.max_word_l == 21
+    assert [len(ptb.Batches(*corpus.splits[s], 20, 35, keep_all=s == 'test'))
+            for s in ptb.SPLITS] == [1327, 105, 118]
+
+
+@needs_ptb
+def test_real_ptb_tiny_model_learns(tmp_path):
+    summary = train.main(TINY + ['--data_dir', REAL_PTB, '--log_dir', str(tmp_path),
+                                 '--quant_mode', '2', '--max_epochs', '1', '--max_batches', '60',
+                                 '--max_eval_batches', '3', '--batch_size', '20',
+                                 '--rnn_size', '32', '--out_nbr_mul', '64'])
+    epoch = [r for r in read_log(summary['run_dir']) if r['event'] == 'epoch'][0]
+    assert epoch['val_ppl'] < 10000 / 2   # well below a uniform guess over 10k words

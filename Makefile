@@ -9,7 +9,7 @@ REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 STAMP := $(VENV)/.installed-$(if $(GPU),gpu,cpu)
 # make run ARGS="--data_dir /path/to/cifar-10-batches-py --epochs_fp 2"
 ARGS ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -q
 
 .PHONY: run test bench clean-venv
 
@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(PY) -m strassen_gluon.cifar10 --quick $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/layers.py

@@ -27,7 +27,8 @@ import time
 
 import mxnet as mx
 
-from .cli import EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from .cli import (EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
+                  add_distillation_arguments)
 from .data import CifarBatches, CifarFormatError, CifarNotFoundError, load_cifar10, subset
 from .models import get_model, resnet_cifar, vgg_cifar
 from .train.checkpoint import git_revision, load_checkpoint, write_json_atomic
@@ -152,13 +153,7 @@ def build_parser():
     t.add_argument('--seed', type=int, default=321,
                    help='seed of initialisation, subset, shuffling and augmentation')
 
-    k = p.add_argument_group('distillation')
-    k.add_argument('--teacher_model', default=None, metavar='PATH',
-                   help='run folder (or checkpoint folder) of a trained model, e.g. a resnet20 '
-                        'run of this command; its logits teach the student in every phase')
-    k.add_argument('--dist_lambda', type=float, default=0.5,
-                   help='weight of the soft (teacher) loss')
-    k.add_argument('--dist_temp', type=float, default=1.0, help='softmax temperature')
+    add_distillation_arguments(p, 'resnet20')
 
     r = p.add_argument_group('run')
     r.add_argument('--gpu_index', '--gpu_idx', dest='gpu_index', default='0',

@@ -35,7 +35,7 @@ import threading
 import mxnet as mx
 from mxnet import gluon
 
-from .cli import EXIT_DIVERGED, EXIT_USAGE, UsageError
+from .cli import EXIT_DIVERGED, EXIT_USAGE, UsageError, add_distillation_arguments
 from .config import Phase
 from .data.imagenet import RecordBatches
 from .layers import SPNBlock
@@ -253,13 +253,7 @@ def build_parser():
     t.add_argument('--wd', type=float, default=1e-4, help='weight decay')
     t.add_argument('--batch_size', type=int, default=128, help='batch per device')
     t.add_argument('--seed', type=int, default=321)
-    k = p.add_argument_group('distillation')
-    k.add_argument('--teacher_model', default=None, metavar='PATH',
-                   help='run folder (or checkpoint folder) of a trained model, e.g. a resnet18 '
-                        'run of this command; its logits teach the student in every phase')
-    k.add_argument('--dist_lambda', type=float, default=0.5,
-                   help='weight of the soft (teacher) loss')
-    k.add_argument('--dist_temp', type=float, default=1.0, help='softmax temperature')
+    add_distillation_arguments(p, 'resnet18')
     r = p.add_argument_group('run')
     r.add_argument('--gpus', default='', help='comma list of GPU numbers; empty: the CPU')
     r.add_argument('--kvstore', default='device', choices=KVSTORES,

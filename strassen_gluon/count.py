@@ -102,12 +102,6 @@ def _spn_bits(phase, wb_size, wc_size, scale_size, bias_size):
     return b_bits * wb_size + c_bits * wc_size + FP_BITS * (scale_size + bias_size)
 
 
-def _identity_out(block):
-    # Some SPN layers (the language model's char-CNN, quant modes 6/7) fix W_c to the identity:
-    # it is neither stored nor applied, so it costs no additions and no bits.
-    return bool(getattr(block, 'identity_out', False))
-
-
 def _has_spn_batchnorm(block):
     return bool(getattr(block, 'batch_norm', False))
 
@@ -129,7 +123,7 @@ def count_spn_conv(block, in_shapes, out_shape, phase):
     blocks = n * ceil(h / p) * ceil(w / p)
     # One addition per weight slot of W_b and W_c per p x p block.
     wb = r * (c_in // block.groups) * kbh * kbw
-    wc = 0 if _identity_out(block) else p * p * c_out * r
+    wc = 0 if block.identity_out else p * p * c_out * r
     has_bias = block.use_bias or _has_spn_batchnorm(block)
     row.update(mults=r * blocks, adds=(wb + wc) * blocks,
                bits=_spn_bits(phase, wb, wc, r, p * p * c_out if has_bias else 0))
@@ -148,7 +142,7 @@ def count_spn_dense(block, in_shapes, out_shape, phase):
         bias = units if block.use_bias else 0
         row.update(mults=macs, adds=macs, bits=FP_BITS * (units * in_units + bias))
         return [row]
-    wb, wc = r * in_units, 0 if _identity_out(block) else units * r
+    wb, wc = r * in_units, 0 if block.identity_out else units * r
     has_bias = block.use_bias or _has_spn_batchnorm(block)
     row.update(mults=rows * r, adds=rows * (wb + wc),
                bits=_spn_bits(phase, wb, wc, r, units if has_bias else 0))
@@ -165,7 +159,7 @@ def _recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode=
         r = block.r
         matrix.update(phase=phase.name.lower(), r=r)
         # Per layer, gates x (i2h, h2h) SPNs: W_b is r x in (in = n_in or hidden), W_c hidden x r.
-        wc = 0 if _identity_out(block) else 2 * gates * hidden * r
+        wc = 0 if block.identity_out else 2 * gates * hidden * r
         per_step = sum(gates * r * 2 for _ in layer_inputs)
         adds = sum(gates * r * (n_in + hidden) + wc for n_in in layer_inputs)
         bits = sum(_spn_bits(phase, gates * r * (n_in + hidden), wc, gates * 2 * r,

@@ -66,6 +66,20 @@ class BasicBlockV1(HybridBlock):
         return F.Activation(self.body(x) + residual, act_type='relu')
 
 
+def residual_stage(index, count, channels, in_channels, conv_layer, shortcut_layer=None,
+                   nbr_mul=1.0, out_patch=1):
+    """Stage `index` (1-based) of `count` basic blocks; stages after the first start with
+    stride 2. Shared by the CIFAR and the ImageNet ResNets."""
+    stage = nn.HybridSequential(prefix='stage%d_' % index)
+    with stage.name_scope():
+        for i in range(count):
+            stage.add(BasicBlockV1(channels, 2 if (i == 0 and index > 1) else 1,
+                                   in_channels if i == 0 else channels, conv_layer,
+                                   shortcut_layer, nbr_mul=nbr_mul, out_patch=out_patch,
+                                   prefix='block%d_' % i))
+    return stage
+
+
 class CIFARResNetV1(HybridBlock):
     """ResNet-(6n+2) for 32x32 images; see the module docstring for the layout."""
 
@@ -83,16 +97,10 @@ class CIFARResNetV1(HybridBlock):
                                          out_patch=self.out_patch[0]))
             in_channels = STAGE_WIDTHS[0]
             for stage in (1, 2, 3):
-                channels = STAGE_WIDTHS[stage]
-                blocks = nn.HybridSequential(prefix='stage%d_' % stage)
-                with blocks.name_scope():
-                    for i in range(n):
-                        blocks.add(BasicBlockV1(
-                            channels, 2 if (i == 0 and stage > 1) else 1, in_channels,
-                            conv_layer, shortcut_layer, nbr_mul=self.nbr_mul[stage],
-                            out_patch=self.out_patch[stage], prefix='block%d_' % i))
-                        in_channels = channels
-                self.features.add(blocks)
+                self.features.add(residual_stage(
+                    stage, n, STAGE_WIDTHS[stage], in_channels, conv_layer, shortcut_layer,
+                    self.nbr_mul[stage], self.out_patch[stage]))
+                in_channels = STAGE_WIDTHS[stage]
             self.features.add(nn.GlobalAvgPool2D())
             self.output = nn.Dense(classes, in_units=in_channels, prefix='output_')
 

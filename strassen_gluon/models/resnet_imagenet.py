@@ -25,7 +25,7 @@ from mxnet.gluon import HybridBlock, nn
 from ..config import Phase
 from .conv import dense_conv, per_stage, spn_conv_factory
 from .registry import register
-from .resnet_cifar import BasicBlockV1
+from .resnet_cifar import residual_stage
 
 STAGE_WIDTHS = (64, 64, 128, 256, 512)  # stem, stage 1 .. stage 4
 RESNET18_BLOCKS = (2, 2, 2, 2)
@@ -57,16 +57,10 @@ class ImageNetResNetV1(HybridBlock):
                               nn.MaxPool2D(3, 2, 1))
             in_channels = STAGE_WIDTHS[0]
             for stage, count in enumerate(blocks, start=1):
-                channels = STAGE_WIDTHS[stage]
-                stage_blocks = nn.HybridSequential(prefix='stage%d_' % stage)
-                with stage_blocks.name_scope():
-                    for i in range(count):
-                        stage_blocks.add(BasicBlockV1(
-                            channels, 2 if (i == 0 and stage > 1) else 1, in_channels,
-                            conv_layer, nbr_mul=self.nbr_mul[stage],
-                            out_patch=self.out_patch[stage], prefix='block%d_' % i))
-                        in_channels = channels
-                self.features.add(stage_blocks)
+                self.features.add(residual_stage(
+                    stage, count, STAGE_WIDTHS[stage], in_channels, conv_layer,
+                    nbr_mul=self.nbr_mul[stage], out_patch=self.out_patch[stage]))
+                in_channels = STAGE_WIDTHS[stage]
             self.features.add(nn.GlobalAvgPool2D())
             self.output = nn.Dense(classes, in_units=in_channels, prefix='output_')
 

@@ -5,6 +5,8 @@
 Every configuration is timed in the same run, interleaved round by round so that load from other
 processes affects all alike; the ratios (SPN time / dense time) are what to read, not the seconds.
 Targets (issue 2): ternary SPN at p = 1 within 1.3x of the dense convolution; at p = 2 faster.
+The row "conv+bn+1x1" is the floor of any p = 1 SPN: gluon's own Conv2D (r filters), BatchNorm
+and 1x1 Conv2D (W_c) in sequence, with no quantization and no SPN bookkeeping.
 """
 import argparse
 import time
@@ -28,6 +30,11 @@ def make_step(layer, x):
 def build(kind, channels, patch):
     if kind == 'dense':
         layer = gluon.nn.Conv2D(channels, 3, 1, 1, in_channels=channels, use_bias=False)
+    elif kind == 'conv+bn+1x1':
+        layer = gluon.nn.HybridSequential()
+        layer.add(gluon.nn.Conv2D(channels, 3, 1, 1, in_channels=channels, use_bias=False),
+                  gluon.nn.BatchNorm(in_channels=channels),
+                  gluon.nn.Conv2D(channels, 1, in_channels=channels, use_bias=False))
     else:
         layer = SPNConv2D(channels, 3, 1, 1, in_channels=channels, use_bias=False, nbr_mul=1,
                           out_patch=patch)
@@ -44,8 +51,8 @@ def main(argv=None):
     parser.add_argument('--sizes', type=int, nargs='+', default=[8, 32])
     parser.add_argument('--repeats', type=int, default=20, help='timed rounds per configuration')
     args = parser.parse_args(argv)
-    configs = [('dense', 1), ('spn-full', 1), ('spn-ternary', 1), ('spn-full', 2),
-               ('spn-ternary', 2)]
+    configs = [('dense', 1), ('conv+bn+1x1', 1), ('spn-full', 1), ('spn-ternary', 1),
+               ('spn-full', 2), ('spn-ternary', 2)]
     print('MXNet %s, batch %d, %d->%d channels, 3x3, r = c_out; median of %d rounds'
           % (mx.__version__, args.batch, args.channels, args.channels, args.repeats))
     for size in args.sizes:

@@ -120,14 +120,14 @@ class WorkerGroup:
 
 def running_statistics(net):
     """The batch norms' running means and variances: of nn.BatchNorm blocks and of the batch
-    norm inside SPN layers (its own parameters bn_mean, bn_var), found by block type."""
+    norm inside SPN layers, found by block type."""
     found = []
 
     def visit(block):
         if isinstance(block, gluon.nn.BatchNorm):
             found.extend([block.running_mean, block.running_var])
-        elif isinstance(block, SPNBlock) and getattr(block, 'bn_mean', None) is not None:
-            found.extend([block.bn_mean, block.bn_var])
+        elif isinstance(block, SPNBlock):
+            found.extend(block.running_stat_params())
     net.apply(visit)
     return found
 

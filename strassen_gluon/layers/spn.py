@@ -121,6 +121,10 @@ class SPNBlock(HybridBlock):
         """Trainable full-precision SPN parameters besides W_b and W_c: ã and the SPN BN's β."""
         return [] if self.fixed_scale else self.scale_params()
 
+    def running_stat_params(self):
+        """The SPN batch norm's running mean and variance (none without a batch norm)."""
+        return []
+
     @property
     def phase(self):
         return self._phase
@@ -195,6 +199,9 @@ class _SPNWithBatchNorm(SPNBlock):
 
     def spn_params(self):
         return super().spn_params() + ([self.bn_beta] if self.batch_norm else [])
+
+    def running_stat_params(self):
+        return [self.bn_mean, self.bn_var] if self.batch_norm else []
 
     def _scaled_hidden(self, F, h, params, axis, bias=None):
         """ã ⊙ BN(h) (+ bias) as one batch norm with γ = ã and shift ã ⊙ β (+ bias)."""

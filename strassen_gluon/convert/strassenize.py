@@ -1,0 +1,225 @@
+"""strassenize: turn every Conv2D and Dense of any Gluon network into an SPN layer, in place."""
+import dataclasses
+import warnings
+
+import numpy as np
+from mxnet import autograd, nd
+
+from ..config import Phase
+from ..layers import SPNConv2D, SPNDense
+from .initialise import init_from_dense, init_spn_from_dense
+from .walk import (ConversionError, describe, gluon_clear_cached_graphs, gluon_held_in_tuple,
+                   gluon_replace_child, named_blocks, param_state)
+
+LAST_DENSE = 'last_dense'
+
+
+class ConversionWarning(UserWarning):
+    """Layers that strassenize had to leave dense."""
+
+
+def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
+                calibration=None, quantizer='twn', phase=Phase.FULL):
+    """Replace every nn.Conv2D and nn.Dense of `net` by an SPNConv2D / SPNDense, in place.
+
+    The SPN layer has the original's shapes, strides, padding, groups and bias, and keeps its
+    weights as `dense_weight`: Phase.DENSE of the converted network is the original network.
+    If the network is initialised, each SPN is initialised from the dense weights
+    (init_from_dense: exact where r allows, else truncated SVD); otherwise it is left
+    uninitialised for `net.initialize()`.
+
+    nbr_mul, out_patch, groups: one value, a dict {layer name: value} or a function
+        f(LayerSpec) -> value. Names are structural paths ('features.1.0.body.0', as
+        save_parameters uses) or Gluon block names. nbr_mul 0 or None keeps a layer dense.
+        out_patch and groups concern convolutions; `groups` splits W_b's input channels within
+        each group of the original (and is ignored where it does not divide them).
+    keep_dense: LAST_DENSE (default: the last nn.Dense in registration order, the classifier),
+        None (convert everything), a collection of names, or f(LayerSpec) -> bool.
+    calibration: one batch of network inputs (an NDArray or a tuple of them). It completes
+        deferred shapes (initialising an uninitialised network) and sets the SPN batch norms
+        from the hidden-unit statistics so that they pass their inputs through.
+    Layers that cannot be converted (dilated convolutions, fused activations, RNN layers,
+    Conv1D/3D, transposed convolutions, subclasses, unknown input sizes ...) are named in one
+    ConversionWarning and left dense. Returns `net` (a converted layer if `net` is one).
+    """
+    if calibration is not None:
+        _complete_shapes(net, calibration)
+    root = describe('', net)
+    if root is not None:
+        return _convert_single(root, nbr_mul, out_patch, groups, calibration, quantizer, phase)
+    places, specs = {}, []
+    for path, parent, key, block in named_blocks(net):
+        spec = describe(path, block)
+        if spec is None:
+            continue
+        if id(block) not in places:
+            places[id(block)] = []
+            specs.append(spec)
+        places[id(block)].append((parent, key))
+    _check_names(specs, nbr_mul=nbr_mul, out_patch=out_patch, groups=groups,
+                 keep_dense=keep_dense)
+    kept = _kept(specs, keep_dense)
+    problems, converted = [], []
+    for spec in specs:
+        if spec.problem is None and any(gluon_held_in_tuple(parent, spec.layer)
+                                        for parent, _ in places[id(spec.layer)]):
+            spec = _with_problem(spec, 'kept in a tuple by its parent')
+        if spec.problem is not None:
+            problems.append('%s (%s: %s)' % (spec.name, type(spec.layer).__name__, spec.problem))
+            continue
+        if id(spec.layer) in kept:
+            continue
+        options = _resolve(spec, nbr_mul, out_patch, groups)
+        if options is None:
+            continue
+        try:
+            spn = _build(spec, options, quantizer, phase)
+        except ValueError as err:
+            problems.append('%s (%s: %s)' % (spec.name, type(spec.layer).__name__, err))
+            continue
+        ready = _copy_dense(spec, spn)
+        for parent, key in places[id(spec.layer)]:
+            gluon_replace_child(parent, key, spec.layer, spn)
+        converted.append((spec.name, spn, ready))
+    if problems:
+        warnings.warn('strassenize left %d layer(s) dense, they cannot be converted: %s'
+                      % (len(problems), '; '.join(problems)), ConversionWarning, stacklevel=2)
+    ready_layers = [spn for _, spn, ready in converted if ready]
+    if ready_layers:
+        init_spn_from_dense(net, calibration, layers=ready_layers,
+                            names={id(spn): name for name, spn, _ in converted})
+    gluon_clear_cached_graphs(net)
+    return net
+
+
+def _with_problem(spec, problem):
+    return dataclasses.replace(spec, problem=problem)
+
+
+def _complete_shapes(net, calibration):
+    """Initialise what is not and run one batch, so every deferred shape becomes known."""
+    states = {param_state(p) for p in net.collect_params().values()}
+    if states == {'ready'}:
+        return
+    if 'uninitialised' in states:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # "already initialized" for the others
+            net.initialize()
+    inputs = tuple(calibration) if isinstance(calibration, (tuple, list)) else (calibration,)
+    with autograd.predict_mode():
+        net(*inputs)
+
+
+def _convert_single(spec, nbr_mul, out_patch, groups, calibration, quantizer, phase):
+    if spec.problem is not None:
+        raise ConversionError('%s cannot be converted: %s' % (type(spec.layer).__name__,
+                                                              spec.problem))
+    options = _resolve(spec, nbr_mul, out_patch, groups)
+    if options is None:
+        return spec.layer
+    spn = _build(spec, options, quantizer, phase)
+    if _copy_dense(spec, spn):
+        init_from_dense(spn, calibration)
+    return spn
+
+
+def _names(spec):
+    return (spec.name, spec.gluon_name, spec.gluon_name.rstrip('_'))
+
+
+def _check_names(specs, **options):
+    """Every name in a dict or collection option must name a Conv2D/Dense of the network."""
+    valid = {n for spec in specs for n in _names(spec)}
+    for what, value in options.items():
+        if isinstance(value, str) or callable(value) or value is None or \
+                isinstance(value, (int, float)):
+            continue
+        unknown = sorted(str(k) for k in value if k not in valid)
+        if unknown:
+            raise ConversionError('%s names layers the network does not have: %s; its layers '
+                                  'are: %s' % (what, ', '.join(unknown),
+                                               ', '.join(spec.name for spec in specs)))
+        if what in ('out_patch', 'groups'):
+            dense = [k for k in value for spec in specs
+                     if spec.kind == 'dense' and k in _names(spec)]
+            if dense:
+                raise ConversionError('%s applies to convolutions only, not to %s'
+                                      % (what, ', '.join(dense)))
+
+
+def _kept(specs, keep_dense):
+    if keep_dense is None:
+        return set()
+    if keep_dense == LAST_DENSE:
+        dense = [spec for spec in specs if spec.kind == 'dense']
+        return {id(dense[-1].layer)} if dense else set()
+    if callable(keep_dense):
+        return {id(spec.layer) for spec in specs if keep_dense(spec)}
+    names = {keep_dense} if isinstance(keep_dense, str) else set(keep_dense)
+    return {id(spec.layer) for spec in specs if names.intersection(_names(spec))}
+
+
+def _option(value, spec, default):
+    if callable(value):
+        return value(spec)
+    if isinstance(value, dict):
+        for name in _names(spec):
+            if name in value:
+                return value[name]
+        return default
+    return value
+
+
+def _resolve(spec, nbr_mul, out_patch, groups):
+    """The SPN options of one layer, or None to keep it dense."""
+    rank = _option(nbr_mul, spec, 1.0)
+    if not rank:
+        return None
+    if spec.kind == 'dense':
+        return dict(nbr_mul=rank)
+    split = _option(groups, spec, 1)
+    if not isinstance(split, int) or isinstance(split, bool) or split < 1:
+        raise ConversionError('groups for %s must be a positive integer, not %r'
+                              % (spec.name, split))
+    # W_b keeps the original's groups, each split in `split` if that divides its channels.
+    total = spec.groups * split
+    total = total if spec.in_units % total == 0 else spec.groups
+    return dict(nbr_mul=rank, out_patch=_option(out_patch, spec, 1), groups=total)
+
+
+def _build(spec, options, quantizer, phase):
+    if spec.kind == 'conv':
+        return SPNConv2D(spec.out_units, spec.kernel, spec.strides, spec.padding,
+                         in_channels=spec.in_units, use_bias=spec.use_bias, quantizer=quantizer,
+                         phase=phase, prefix=spec.layer.prefix, **options)
+    return SPNDense(spec.out_units, in_units=spec.in_units, use_bias=spec.use_bias,
+                    flatten=spec.flatten, quantizer=quantizer, phase=phase,
+                    prefix=spec.layer.prefix, **options)
+
+
+def _copy_dense(spec, spn):
+    """Initialise `spn` with the original's weights as its dense weights; False when the
+    original holds no data yet (then `spn` stays uninitialised)."""
+    layer = spec.layer
+    if param_state(layer.weight) != 'ready':
+        return False
+    spn.initialize(ctx=layer.weight.list_ctx())
+    weight = layer.weight.data()
+    if spec.kind == 'conv' and spec.groups > 1:
+        weight = nd.array(_expand_groups(weight.asnumpy(), spec.groups))
+    spn.dense_weight.set_data(weight)
+    if spec.use_bias:
+        spn.bias.set_data(layer.bias.data())
+    return True
+
+
+def _expand_groups(weight, groups):
+    """A grouped convolution's (c_out, c_in/g, k, k) weight as the dense (c_out, c_in, k, k)
+    one with zeros across groups (SPNConv2D's Phase.DENSE is an ungrouped convolution)."""
+    c_out, per_in = weight.shape[:2]
+    full = np.zeros((c_out, per_in * groups) + weight.shape[2:], dtype=weight.dtype)
+    per_out = c_out // groups
+    for o in range(c_out):
+        g = o // per_out
+        full[o, g * per_in:(g + 1) * per_in] = weight[o]
+    return full

@@ -1,5 +1,7 @@
 """Shared enums and small typed settings; imports nothing from the package."""
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import Optional
 
 
 class Phase(IntEnum):
@@ -40,3 +42,26 @@ class Phase(IntEnum):
             return cls(int(value))
         except (ValueError, TypeError):
             raise ValueError('unknown phase %r; valid numbers are 0-4' % (value,)) from None
+
+
+@dataclass
+class RunConfig:
+    """Options every training command shares (``strassen_gluon.cli`` spells them the same way
+    for all three). A task's configuration extends this with its own fields.
+
+    devices: None uses GPU 0 when there is one, else the CPU (with a message); '-1' or '' is
+    the CPU; '0' or '0,1' GPUs (several: data-parallel). resume: a run folder, or 'latest' for
+    the newest run in log_dir. teacher_model: a run or checkpoint folder of a trained model
+    whose logits teach the student (dist_lambda 0 turns distillation off).
+    """
+    log_dir: str = 'runs'
+    run_name: Optional[str] = None
+    resume: Optional[str] = None
+    seed: int = 321
+    devices: Optional[str] = None
+    quiet: bool = False
+    stop_after_epochs: Optional[int] = None
+    keep_checkpoints: int = 2
+    teacher_model: Optional[str] = None
+    dist_lambda: float = 0.5
+    dist_temp: float = 1.0

@@ -1,36 +1,28 @@
 """The paper's tables and figures from a folder of finished runs.
 
-``python -m strassen_gluon.report RUNS_DIR`` finds every ``summary.json`` below RUNS_DIR, groups
-the runs by task (CIFAR-10, PTB, ...) and by configuration (model and budget; several seeds of one
-configuration become mean ± std), and writes ``report.md`` (one table per task: accuracy or
-perplexity against multiplications, additions and model size, with the reduction relative to the
+``python -m strassen_gluon.report RUNS_DIR`` finds every ``summary.json`` below RUNS_DIR (the run
+folder schema of :mod:`strassen_gluon.train.run`, written by all three training commands),
+groups the runs by task and by configuration (model and budget; several seeds of one
+configuration become mean ± std), and writes ``report.md`` (one table per task: the metric
+against multiplications, additions and model size, with the reduction relative to the
 full-precision model) and one figure per task, ``<task>.png`` (the metric against
 multiplications on a log axis, one marker per budget, the full-precision model marked).
 
-The reader is tolerant: it takes the first of several names for each field and ignores unknown
-keys. What it reads from a ``summary.json`` (top level, or inside ``final`` / ``metrics`` /
-``results`` / ``test``):
+What it reads from a summary (schema version ``SCHEMA_VERSION``; other files are skipped with a
+warning):
 
 =============  ===========================================================================
-field          keys, first found wins
+field          summary keys
 =============  ===========================================================================
-task           ``task``, ``dataset``; else ``ptb`` if a perplexity is found, else ``cifar10``
-model          ``model``, ``model_name``, ``arch``
-budget         the first dict of ``model_kwargs`` / ``model_options`` / ``options`` / ``config`` /
-               ``args``, plus ``nbr_mul``, ``out_patch``, ``groups``, ``out_nbr_mul``,
-               ``quant_mode`` from the top level or any of those dicts. Runs with equal model
-               and budget are seeds of one configuration. Tables show the budget keys and the
-               other options that differ between a task's configurations
-accuracy       ``test_acc``, ``val_acc``, ``final_val_acc``, ``accuracy``, ``top1``, ``acc``
-               (a fraction or a percentage; shown in %)
-perplexity     ``test_ppl``, ``test_perplexity``, ``perplexity``, ``ppl``
-counts         ``mults``, ``adds``, ``bits`` at top level, or in ``counts`` / ``count`` / ``cost`` /
-               ``ops_per_time_step`` (a ``count_model`` result with ``total``, or the three keys
-               directly)
-baseline       ``baseline`` / ``full_precision`` (bool); else ``quant_mode == 5`` (the LM's
-               full-precision mode); else no layer of ``counts.layers`` is an SPN; else the
-               model name does not start with ``st_``
-finished       a run with ``finished: false`` or ``status`` in running / failed is skipped
+task           ``task``: cifar10, imagenet, langmod
+model          ``model``
+budget         ``model_kwargs`` (plus ``config.quant_mode`` for the language model); runs with
+               equal model and budget are seeds of one configuration. Tables show the budget
+               keys and the other options that differ between a task's configurations
+metric         ``metrics[TASK_METRIC[task]]``: val_acc (CIFAR-10), top1 (ImageNet), both shown
+               in %; test_ppl (the language model)
+counts         ``cost``: mults, adds, bits (per image, or per time step for the LM)
+baseline       the model has no SPN layers (its name does not start with ``st_``)
 =============  ===========================================================================
 
 The reduction of a Strassen run is relative to the full-precision run of the same architecture
@@ -49,89 +41,39 @@ import warnings
 from matplotlib.figure import Figure
 
 from .count import human
+from .errors import RunFolderError
+from .train.run import SCHEMA_VERSION, SUMMARY_NAME, read_summary
 
-SUMMARY = 'summary.json'
-NESTS = ('final', 'metrics', 'results', 'test')
-OPTION_NESTS = ('model_kwargs', 'model_options', 'options', 'config', 'args')
-TASK_KEYS = ('task', 'dataset')
-MODEL_KEYS = ('model', 'model_name', 'arch')
+SUMMARY = SUMMARY_NAME
+TASK_METRIC = {'cifar10': 'val_acc', 'imagenet': 'top1', 'langmod': 'test_ppl'}
 BUDGET_KEYS = ('nbr_mul', 'out_patch', 'groups', 'out_nbr_mul', 'quant_mode')
-ACCURACY_KEYS = ('test_acc', 'val_acc', 'final_val_acc', 'accuracy', 'top1', 'acc')
-PERPLEXITY_KEYS = ('test_ppl', 'test_perplexity', 'perplexity', 'ppl')
-COUNT_NESTS = ('counts', 'count', 'cost', 'ops_per_time_step')
 COUNT_KEYS = ('mults', 'adds', 'bits')
-FP_QUANT_MODE = 5  # the language model's full-precision mode (SPEC 2.3)
-TASK_TITLES = {'cifar10': 'CIFAR-10', 'ptb': 'Penn Treebank', 'imagenet': 'ImageNet'}
+TASK_TITLES = {'cifar10': 'CIFAR-10', 'langmod': 'Penn Treebank', 'imagenet': 'ImageNet'}
 BUDGET_LABELS = {'nbr_mul': 'nbr_mul', 'out_patch': 'p', 'groups': 'g',
                  'out_nbr_mul': 'out_nbr_mul', 'quant_mode': 'quant_mode'}
 
 
 # ------------------------------------------------------------------------- reading runs
 
-def _find(summary, keys, nests=NESTS):
-    """The value of the first of `keys` at the top level of `summary`, then inside `nests`."""
-    for scope in [summary] + [summary.get(n) for n in nests]:
-        if isinstance(scope, dict):
-            for key in keys:
-                if scope.get(key) is not None:
-                    return scope[key]
-    return None
-
-
-def _counts(summary):
-    for scope in [summary] + [summary.get(n) for n in COUNT_NESTS]:
-        if not isinstance(scope, dict):
-            continue
-        if isinstance(scope.get('total'), dict):
-            scope = scope['total']
-        if all(isinstance(scope.get(k), (int, float)) for k in COUNT_KEYS):
-            return {k: scope[k] for k in COUNT_KEYS}
-    return None
-
-
-def _is_baseline(summary, model, budget):
-    flag = _find(summary, ('baseline', 'full_precision'))
-    if flag is not None:
-        return bool(flag)
-    if budget.get('quant_mode') is not None:
-        return budget['quant_mode'] == FP_QUANT_MODE
-    for nest in COUNT_NESTS:
-        layers = summary.get(nest, {}).get('layers') if isinstance(summary.get(nest), dict) \
-            else None
-        if layers:
-            return not any(layer.get('spn') for layer in layers)
-    return not str(model).startswith('st_')
-
-
 def read_run(summary, path=''):
-    """One run's record from its summary dict, or None if it is unfinished or has no metric."""
-    if summary.get('finished') is False or summary.get('status') in ('running', 'failed'):
+    """One run's record from its summary (schema of strassen_gluon.train.run)."""
+    task, model = summary['task'], summary['model']
+    name = TASK_METRIC.get(task, summary['primary_metric'])
+    value = summary['metrics'].get(name)
+    if value is None:
+        warnings.warn('%s: no %s in its metrics; skipped' % (path, name))
         return None
-    accuracy = _find(summary, ACCURACY_KEYS)
-    perplexity = _find(summary, PERPLEXITY_KEYS)
-    if accuracy is None and perplexity is None:
-        warnings.warn('%s: no accuracy or perplexity found; skipped' % path)
-        return None
-    task = _find(summary, TASK_KEYS) or ('ptb' if perplexity is not None else 'cifar10')
-    model = _find(summary, MODEL_KEYS) or '?'
-    # The configuration is every model option the run recorded; the budget keys may also sit at
-    # the top level.
-    budget = next((dict(summary[n]) for n in OPTION_NESTS if isinstance(summary.get(n), dict)),
-                  {})
-    for key in BUDGET_KEYS:
-        if key not in budget:
-            value = _find(summary, (key,), OPTION_NESTS)
-            if value is not None:
-                budget[key] = value
-    budget = {k: v for k, v in budget.items() if v is not None}
-    if perplexity is not None:
-        metric, value = 'perplexity', float(perplexity)
-    else:
-        value = float(accuracy)
-        metric, value = 'accuracy', value * 100 if value <= 1 else value
-    return {'path': path, 'task': str(task).lower(), 'model': str(model), 'budget': budget,
-            'metric': metric, 'value': value, 'counts': _counts(summary),
-            'baseline': _is_baseline(summary, model, budget)}
+    budget = {k: v for k, v in summary.get('model_kwargs', {}).items() if v is not None}
+    if task == 'langmod':
+        budget['quant_mode'] = summary['config']['quant_mode']
+        budget.pop('phase', None)  # follows from quant_mode
+    metric = 'perplexity' if name.endswith('ppl') else 'accuracy'
+    value = float(value) * (100 if metric == 'accuracy' else 1)
+    cost = summary.get('cost') or {}
+    counts = {k: cost[k] for k in COUNT_KEYS} if all(k in cost for k in COUNT_KEYS) else None
+    return {'path': path, 'task': task, 'model': model, 'budget': budget, 'metric': metric,
+            'metric_name': name, 'value': value, 'counts': counts,
+            'baseline': not str(model).startswith('st_')}
 
 
 def load_runs(runs_dir):
@@ -142,12 +84,11 @@ def load_runs(runs_dir):
             continue
         path = os.path.join(folder, SUMMARY)
         try:
-            with open(path) as f:
-                summary = json.load(f)
-        except (OSError, ValueError) as err:
-            warnings.warn('%s: unreadable (%s); skipped' % (path, err))
+            summary = read_summary(path)
+        except RunFolderError as err:
+            warnings.warn('%s; skipped' % err)
             continue
-        run = read_run(summary, path) if isinstance(summary, dict) else None
+        run = read_run(summary, path)
         if run is not None:
             runs.append(run)
     return runs
@@ -167,7 +108,7 @@ def group_runs(runs):
         counts = next((m['counts'] for m in members if m['counts']), None)
         tasks.setdefault(task, []).append({
             'task': task, 'model': model, 'budget': members[0]['budget'],
-            'metric': members[0]['metric'], 'mean': statistics.fmean(values),
+            'metric': members[0]['metric'], 'metric_name': members[0]['metric_name'], 'mean': statistics.fmean(values),
             'std': statistics.stdev(values) if len(values) > 1 else 0.0, 'n': len(values),
             'counts': counts, 'baseline': members[0]['baseline'],
             'paths': [m['path'] for m in members]})
@@ -242,7 +183,7 @@ def _reduction_cell(config, key):
 
 def markdown_table(task, configs):
     metric = configs[0]['metric']
-    metric_title = 'accuracy (%)' if metric == 'accuracy' else 'perplexity'
+    metric_title = ('%s (%%)' if metric == 'accuracy' else '%s') % configs[0]['metric_name']
     per = ' per time step' if metric == 'perplexity' else ' per image'
     lines = ['## %s' % TASK_TITLES.get(task, task), '',
              'Counts%s (`strassen_gluon.count` conventions; size in MB = 10^6 bytes); '
@@ -298,7 +239,7 @@ def figure(task, configs):
     ax.set_xscale('log')
     ax.set_xlabel('multiplications' + (' per time step' if metric == 'perplexity'
                                         else ' per image'))
-    ax.set_ylabel('test perplexity' if metric == 'perplexity' else 'accuracy (%)')
+    ax.set_ylabel(configs[0]['metric_name'] + ('' if metric == 'perplexity' else ' (%)'))
     ax.set_title(TASK_TITLES.get(task, task))
     ax.grid(True, which='both', alpha=0.3)
     if plotted:

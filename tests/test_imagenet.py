@@ -15,6 +15,7 @@ from mxnet.gluon import nn
 
 from strassen_gluon import imagenet
 from strassen_gluon.config import Phase
+from strassen_gluon.errors import EXIT_USAGE
 from strassen_gluon.data.imagenet import (RecordBatches, batches_per_epoch, count_records,
                                           write_tiny_recordio)
 from strassen_gluon.layers import SPNBlock, SPNConv2D, set_phase, spn_layers
@@ -24,7 +25,7 @@ from strassen_gluon.train.logs import read_jsonl
 from strassen_gluon.train.schedule import learning_rate
 
 TINY = ['--classes', '4', '--image_size', '32', '--batch_size', '4', '--max_batches', '2',
-        '--num_workers', '1', '--quiet']
+        '--num_workers', '1', '--quiet', '--gpu_index', '-1']
 
 
 def _blocks(net, kind):
@@ -179,7 +180,7 @@ def test_command_rejects_bad_options(tmp_path, capsys):
     data = _tiny_data(tmp_path, 8, 4)
     with pytest.raises(SystemExit):
         imagenet.parse_args(data + ['--nbr_mul', '1,2'])
-    assert imagenet.main(data + TINY + ['--kvstore', 'dist_sync']) == imagenet.EXIT_USAGE
+    assert imagenet.main(data + TINY + ['--kvstore', 'dist_sync']) == EXIT_USAGE
     assert 'launch' in capsys.readouterr().err
 
 
@@ -189,18 +190,20 @@ def test_command_trains_phases_distils_and_resumes(tmp_path):
     data = _tiny_data(tmp_path)
     teacher_dir, student_dir = str(tmp_path / 'teacher'), str(tmp_path / 'student')
     assert imagenet.main(data + TINY + ['--model', 'resnet18', '--epochs_fp', '1',
-                                        '--log_dir', teacher_dir]) == 0
+                                        '--log_dir', str(tmp_path), '--run_name',
+                                        'teacher']) == 0
     assert read_meta(latest_checkpoint(teacher_dir))['model'] == 'resnet18'
     student = data + TINY + ['--model', 'st_resnet18', '--nbr_mul', '1,1,0.5,0.5,0.5',
                              '--out_patch', '2', '--groups', '2', '--teacher_model', teacher_dir,
-                             '--log_dir', student_dir, '--epochs_fp', '1']
+                             '--log_dir', str(tmp_path), '--epochs_fp', '1']
     # Full-precision and ternary phases, then resume with a frozen phase added.
-    assert imagenet.main(student + ['--epochs_quant', '1', '--epochs_frozen', '0']) == 0
+    assert imagenet.main(student + ['--epochs_quant', '1', '--epochs_frozen', '0',
+                                    '--run_name', 'student']) == 0
     ternary = latest_checkpoint(student_dir)
     assert read_meta(ternary)['phase'] == 'ternary'
     before = mx.nd.load(os.path.join(ternary, 'model.params'))
     assert imagenet.main(student + ['--epochs_quant', '1', '--epochs_frozen', '1',
-                                    '--resume']) == 0
+                                    '--resume', student_dir]) == 0
     records = read_jsonl(os.path.join(student_dir, 'log.jsonl'))
     assert [r['phase'] for r in records] == ['full', 'ternary', 'frozen']
     assert all(np.isfinite(r['train_loss']) and r['images'] == 8 for r in records)
@@ -221,7 +224,7 @@ def test_dist_sync_two_workers_end_with_identical_weights(tmp_path):
     data = _tiny_data(tmp_path, train_images=32)
     log_dir = tmp_path / 'run'
     worker = [sys.executable, '-m', 'strassen_gluon.imagenet', '--kvstore', 'dist_sync',
-              '--log_dir', str(log_dir), '--epochs_fp', '1', '--epochs_quant', '1',
+              '--log_dir', str(tmp_path), '--run_name', 'run', '--epochs_fp', '1', '--epochs_quant', '1',
               '--epochs_frozen', '1'] + data + TINY
     command = [sys.executable, '-m', 'strassen_gluon.imagenet', 'launch', '-n', '2', '-s', '1',
                '--launcher', 'local', '--'] + worker

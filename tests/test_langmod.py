@@ -14,8 +14,11 @@ import pytest
 from mxnet import autograd, nd
 
 from langmod import data as ptb
-from langmod import train
+from langmod import lm, train
 from strassen_gluon import Phase
+from strassen_gluon.errors import EXIT_DIVERGED, DataError, Diverged, Interrupted, UsageError
+from strassen_gluon.train import loop
+from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
 from strassen_gluon.layers import SPNConv2D, SPNDense, SPNLSTM, spn_layers
 from strassen_gluon.models import get_model, list_models
 
@@ -44,13 +47,19 @@ def corpus_dir(tmp_path_factory):
 
 
 def run(args, corpus_dir, log_dir, **kw):
+    """The command line's configuration, trained through the API: returns the summary."""
     argv = TINY + ['--data_dir', corpus_dir, '--log_dir', str(log_dir)] + list(args)
-    return train.main(argv)
+    config, explicit = train.parse_args(argv)
+    return lm.train(config, explicit)
 
 
 def read_log(run_dir):
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         return [json.loads(line) for line in f]
+
+
+def epochs_of(run_dir):
+    return [(r['phase'], r['epoch']) for r in read_log(run_dir)]
 
 
 # ------------------------------------------------------------------------------ loader
@@ -125,7 +134,7 @@ def test_loader_accepts_kim_names_and_prefers_ptb_names(tmp_path):
     assert os.path.basename(ptb.split_files(folder)['valid']) == 'ptb.valid.txt'
 
 
-def test_loader_names_missing_and_empty_files(tmp_path):
+def test_loader_names_missing_and_empty_files(tmp_path, capsys):
     folder = write_corpus(tmp_path / 'd')
     os.remove(os.path.join(folder, 'ptb.valid.txt'))
     with pytest.raises(FileNotFoundError) as err:
@@ -135,9 +144,11 @@ def test_loader_names_missing_and_empty_files(tmp_path):
     open(os.path.join(folder, 'ptb.valid.txt'), 'w').close()
     with pytest.raises(ValueError, match='ptb.valid.txt.*empty'):
         ptb.split_files(folder)
-    # The command line turns it into a one-line error.
-    with pytest.raises(SystemExit, match='ptb.valid.txt'):
+    # The library raises a DataError; the command line turns it into one line and status 1.
+    with pytest.raises(DataError, match='ptb.valid.txt'):
         run([], folder, tmp_path / 'logs')
+    assert train.main(TINY + ['--data_dir', folder, '--log_dir', str(tmp_path / 'logs')]) == 1
+    assert 'ptb.valid.txt' in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ command line
@@ -154,17 +165,13 @@ def test_options_and_defaults_of_the_original():
                     EOS='+', teacher_model=None, dist_lambda=0.5, dist_temp=1.0)
     for key, value in original.items():
         assert getattr(opt, key) == value, key
-    resolved = train.parse_args([])
-    assert resolved.data_dir == os.path.join(os.path.dirname(train.__file__), 'data', 'ptb')
+    assert opt.seed == 123 and opt.devices is None and opt.resume is None
+    resolved, explicit = train.parse_args([])
+    assert explicit == set() and resolved == lm.LMConfig()
+    assert lm.DEFAULT_DATA_DIR == os.path.join(os.path.dirname(train.__file__), 'data', 'ptb')
     assert resolved.log_dir == os.path.join(os.path.dirname(train.__file__), 'logs')
-
-
-def test_context_defaults_to_cpu_without_gpu():
-    if mx.context.num_gpus() == 0:
-        assert train.make_context(None) == mx.cpu()
-    assert train.make_context(-1) == mx.cpu()
-    with pytest.raises(SystemExit, match='gpu_index'):
-        train.make_context(mx.context.num_gpus() + 3)
+    # Every quant_mode has one meaning, in one table.
+    assert sorted(lm.QUANT_MODES) == list(range(8)) and lm.STAGED_MODES == (2, 3, 4, 6, 7)
 
 
 def test_script_runs_from_its_folder(corpus_dir, tmp_path):
@@ -175,18 +182,18 @@ def test_script_runs_from_its_folder(corpus_dir, tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     (run_dir,) = os.listdir(tmp_path)
-    records = read_log(os.path.join(tmp_path, run_dir))
-    epoch = [r for r in records if r['event'] == 'epoch'][0]
-    assert set(epoch) >= {'phase', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'seconds',
+    (epoch,) = read_log(os.path.join(tmp_path, run_dir))
+    assert set(epoch) >= {'phase', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'test_ppl', 'seconds',
                           'tokens_per_s'}
-    assert any(r['event'] == 'test' for r in records)
+    summary = json.load(open(os.path.join(tmp_path, run_dir, 'summary.json')))
+    assert summary['task'] == 'langmod' and summary['metric_names'] == ['test_ppl', 'val_ppl']
 
 
 # ------------------------------------------------------------------------------ quant modes
 
 def _opt(corpus_dir, mode, *extra):
     return train.parse_args(TINY + ['--data_dir', corpus_dir, '--quant_mode', str(mode)]
-                            + list(extra))
+                            + list(extra))[0]
 
 
 def _build(corpus_dir, mode, *extra):
@@ -222,8 +229,8 @@ def _is_char_conv(layer):
 @pytest.mark.parametrize('mode', range(8))
 def test_quant_mode_forward_backward(corpus_dir, mode):
     opt, net, batches = _build(corpus_dir, mode)
-    stage = train.plan_stages(opt)[-1]
-    train.enter_stage(net, stage)
+    stage = lm.plan_phases(opt)[-1]
+    enter_phase(net, stage)
     if mode == 5:
         assert not spn_layers(net)
     else:
@@ -241,7 +248,7 @@ def test_quant_mode_forward_backward(corpus_dir, mode):
     chars, targets, _ = batches.chunk(0)
     x, y = nd.array(chars), nd.array(targets)
     h, c = net.begin_state(opt.batch_size)
-    params = train.trainable_params(net)
+    params = trainable_params(net)
     with autograd.record():
         logits, _, _ = net(x, h, c)
         loss = -nd.pick(nd.log_softmax(logits), y).mean()
@@ -257,7 +264,7 @@ def test_quant_mode_forward_backward(corpus_dir, mode):
     for name, p in params.items():
         assert float(p.grad().norm().asscalar()) > 0, name
     frozen_before = {p.name: p.data().copy() for p in must_not}
-    trainer = train.make_trainer(net, 0.5, momentum=0.0, wd=0.0)
+    trainer = make_trainer(net, 0.5, momentum=0.0, wd=0.0)
     trainer.step(1)
     for p in must_not:
         np.testing.assert_array_equal(p.data().asnumpy(), frozen_before[p.name].asnumpy())
@@ -271,7 +278,7 @@ def test_spn_modes_quantize_what_they_should(corpus_dir):
     for mode, ternary_b, ternary_c in ((1, False, False), (2, True, True), (3, True, False),
                                        (4, False, True), (6, True, False), (7, True, False)):
         opt = _opt(corpus_dir, mode)
-        phase = train.plan_stages(opt)[-1].phase
+        phase = lm.plan_phases(opt)[-1].phase
         assert (phase.ternary_b, phase.ternary_c) == (ternary_b, ternary_c), mode
 
 
@@ -288,21 +295,21 @@ def test_stages_pre_main_cont(corpus_dir):
     for mode in (2, 3, 4, 6, 7):   # 7 pre-trains too (the original skipped it)
         opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1',
                    '--learning_rate_pre', '0.3', '--learning_rate_cont', '0.05')
-        stages = train.plan_stages(opt)
+        stages = lm.plan_phases(opt)
         assert [s.name for s in stages] == ['pre', 'main', 'cont']
         assert [s.lr for s in stages] == [0.3, opt.learning_rate, 0.05]
         assert stages[2].decay_when == 0 and stages[2].frozen and not stages[1].frozen
         assert stages[0].phase == Phase.FULL and stages[1].phase == stages[2].phase != Phase.FULL
     for mode in (0, 1, 5):
         opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1')
-        assert [s.name for s in train.plan_stages(opt)] == ['main']
+        assert [s.name for s in lm.plan_phases(opt)] == ['main']
 
 
 def test_enter_stage_sets_phase_and_freezing(corpus_dir):
     opt, net, _ = _build(corpus_dir, 6, '--epochs_pre', '1', '--epochs_cont', '1')
-    pre, main, cont = train.plan_stages(opt)
+    pre, main, cont = lm.plan_phases(opt)
     for stage in (pre, main, cont):
-        train.enter_stage(net, stage)
+        enter_phase(net, stage)
         for layer in spn_layers(net):
             assert layer.phase == stage.phase and layer.frozen == stage.frozen
             wb = layer.ternary_params()
@@ -316,28 +323,29 @@ def test_run_through_all_stages(corpus_dir, tmp_path):
                    '--epochs_cont', '1', '--max_batches', '3', '--max_eval_batches', '2',
                    '--learning_rate', '0.5', '--decay_when', '1e9'], corpus_dir, tmp_path)
     records = read_log(summary['run_dir'])
-    epochs = [(r['phase'], r['epoch'], r['lr']) for r in records if r['event'] == 'epoch']
+    epochs = [(r['phase'], r['epoch'], r['lr']) for r in records]
     # decay_when huge: lr halves after every epoch but the first of a stage (no previous val ppl).
-    assert epochs == [('pre', 1, 0.01), ('main', 1, 0.5), ('main', 2, 0.5), ('main', 3, 0.25),
-                      ('cont', 1, 0.01)]
-    assert [r['phase'] for r in records if r['event'] == 'test'] == ['pre', 'main', 'cont']
-    assert summary['test_ppl'] == summary['test_ppl_by_phase']['cont'] > 1
-    counts = [r for r in records if r['event'] == 'count']
-    assert counts and all(r['mults'] > 0 and r['adds'] > 0 for r in counts)
-    assert summary['ops_per_time_step']['mults'] > 0
+    assert epochs == [('pre', 0, 0.01), ('main', 0, 0.5), ('main', 1, 0.5), ('main', 2, 0.25),
+                      ('cont', 0, 0.01)]
+    # The test perplexity is measured once at the end of each stage.
+    assert [r['phase'] for r in records if 'test_ppl' in r] == ['pre', 'main', 'cont']
+    assert summary['metrics']['test_ppl'] == summary['phases']['cont']['final']['test_ppl'] > 1
+    assert summary['cost']['mults'] > 0 and summary['cost']['per'] == 'time step'
     assert os.path.isfile(os.path.join(summary['run_dir'], 'config.json'))
 
 
 def test_nan_loss_stops_with_a_message(corpus_dir, tmp_path, monkeypatch):
-    real = train.distillation_loss
-    monkeypatch.setattr(train, 'distillation_loss',
+    real = lm.distillation_loss
+    monkeypatch.setattr(lm, 'distillation_loss',
                         lambda F, *a, **kw: real(F, *a, **kw) * float('nan'))
-    with pytest.raises(SystemExit, match='NaN'):
+    with pytest.raises(Diverged, match='became nan'):
         run(['--quant_mode', '5', '--max_epochs', '2', '--max_batches', '3'], corpus_dir,
             tmp_path)
     (run_dir,) = os.listdir(tmp_path)
-    assert read_log(os.path.join(tmp_path, run_dir))[-1]['event'] == 'diverged'
-    assert not os.path.exists(os.path.join(tmp_path, run_dir, 'latest.json'))
+    # No epoch was logged and no checkpoint written: the run folder holds its configuration.
+    assert os.listdir(os.path.join(tmp_path, run_dir)) == ['config.json']
+    assert train.main(TINY + ['--data_dir', corpus_dir, '--log_dir', str(tmp_path / 'cli'),
+                              '--quant_mode', '5', '--max_batches', '3']) == EXIT_DIVERGED
     with pytest.raises(SystemExit):
         train.parse_args(['--learning_rate', 'nan'])
 
@@ -352,10 +360,10 @@ def test_distillation_changes_training(corpus_dir, tmp_path):
     plain = run(common, corpus_dir, tmp_path / 'plain')
     distilled = run(common + ['--teacher_model', teacher['run_dir'], '--dist_lambda', '0.9'],
                     corpus_dir, tmp_path / 'distilled')
-    val = [read_log(s['run_dir'])[1]['val_ppl'] for s in (plain, distilled)]
+    val = [read_log(s['run_dir'])[0]['val_ppl'] for s in (plain, distilled)]
     assert val[0] != val[1]
     # A student run is no teacher.
-    with pytest.raises(SystemExit, match='quant_mode 5'):
+    with pytest.raises(UsageError, match='quant_mode 5'):
         run(common + ['--teacher_model', plain['run_dir']], corpus_dir, tmp_path / 'bad')
 
 
@@ -367,25 +375,27 @@ def test_resume_continues_where_it_stopped(corpus_dir, tmp_path, monkeypatch):
     whole = run(args, corpus_dir, tmp_path / 'whole')
 
     saves = []
-    real_save = train.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die(*a, **kw):
-        if len(saves) == 2:            # killed before the checkpoint of main epoch 2
+        if len(saves) == 2:            # Ctrl-C before the checkpoint of main epoch 2
             raise KeyboardInterrupt
         saves.append(a[1])
         return real_save(*a, **kw)
-    monkeypatch.setattr(train, 'save_checkpoint', save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(loop, 'save_checkpoint', save_then_die)
+    with pytest.raises(Interrupted, match='--resume'):
         run(args, corpus_dir, tmp_path / 'cut')
-    monkeypatch.setattr(train, 'save_checkpoint', real_save)
+    monkeypatch.setattr(loop, 'save_checkpoint', real_save)
     run_dir = str(tmp_path / 'cut' / 'r')
     assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
-    resumed = train.main(['--resume', run_dir, '--quiet', '--gpu_index', '-1'])
-    records = [r for r in read_log(run_dir) if r['event'] == 'epoch']
-    # main epoch 2 was logged before the kill and is trained again after the resume
-    assert [(r['phase'], r['epoch']) for r in records][-2:] == [('main', 2), ('main', 2)]
-    assert math.isclose(resumed['test_ppl'], whole['test_ppl'], rel_tol=1e-3)
-    assert train.main(['--resume', run_dir, '--quiet']) is None   # complete: nothing to do
+    # main epoch 2 was logged before the interruption: it is dropped and trained again.
+    config, explicit = train.parse_args(['--resume', run_dir, '--quiet', '--gpu_index', '-1'])
+    resumed = lm.train(config, explicit)
+    assert epochs_of(run_dir) == [('pre', 0), ('main', 0), ('main', 1)]
+    assert resumed['metrics']['test_ppl'] == whole['metrics']['test_ppl']
+    # A finished run resumed again trains nothing and keeps its log.
+    again = lm.train(*train.parse_args(['--resume', run_dir, '--quiet', '--gpu_index', '-1']))
+    assert again['metrics'] == resumed['metrics'] and len(read_log(run_dir)) == 3
 
 
 # ------------------------------------------------------------------------------ real PTB
@@ -408,9 +418,8 @@ def test_real_ptb_counts():
 
 @needs_ptb
 def test_real_ptb_tiny_model_learns(tmp_path):
-    summary = train.main(TINY + ['--data_dir', REAL_PTB, '--log_dir', str(tmp_path),
-                                 '--quant_mode', '2', '--max_epochs', '1', '--max_batches', '60',
-                                 '--max_eval_batches', '3', '--batch_size', '20',
-                                 '--rnn_size', '32', '--out_nbr_mul', '64'])
-    epoch = [r for r in read_log(summary['run_dir']) if r['event'] == 'epoch'][0]
+    summary = run(['--quant_mode', '2', '--max_epochs', '1', '--max_batches', '60',
+                   '--max_eval_batches', '3', '--batch_size', '20',
+                   '--rnn_size', '32', '--out_nbr_mul', '64'], REAL_PTB, tmp_path)
+    epoch = read_log(summary['run_dir'])[0]
     assert epoch['val_ppl'] < 10000 / 2   # well below a uniform guess over 10k words

@@ -6,7 +6,6 @@ subset, is written to tmp_path. It executes in a fresh kernel of this interprete
 temporary working folder, and takes about two minutes on a 2-core CPU.
 """
 import glob
-import json
 import math
 import os
 
@@ -17,6 +16,7 @@ from cifar_fixtures import write_fake_cifar
 from strassen_gluon import cifar10
 from strassen_gluon.data import ENV_VAR, resolve_data_dir
 from strassen_gluon.data.cifar import find_batch_folder
+from strassen_gluon.train.run import read_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'StrassenNetsCIFAR10.ipynb')
@@ -86,17 +86,27 @@ def test_notebook_runs_headless_with_quick(tmp_path, monkeypatch):
     figures = [o for cell in code for o in cell.outputs if 'image/png' in o.get('data', {})]
     assert len(figures) >= 3  # quantizer histogram, learning curves, per-layer counts
 
-    # The run went to the folder given by the environment, not into the working folder's
-    # default, and holds the command's results for all three phases.
-    run_dirs = glob.glob(os.path.join(str(runs), '*'))
-    assert len(run_dirs) == 1
+    # The runs went to the folder given by the environment, not into the working folder's
+    # default: the Strassen network, the dense ResNet-20 and its converted fine-tune.
+    run_dirs = sorted(glob.glob(os.path.join(str(runs), '*')))
+    assert [os.path.basename(d).split('-20')[0] for d in run_dirs] == \
+        ['resnet20', 'st_resnet20', 'st_resnet20-tuned']
     assert not os.path.exists(work / 'runs')
-    with open(os.path.join(run_dirs[0], cifar10.SUMMARY_NAME)) as f:
-        summary = json.load(f)
-    assert isinstance(summary['val_acc'], (int, float)) and 0.0 <= summary['val_acc'] <= 1.0
+    summary = read_summary(os.path.join(run_dirs[1], 'summary.json'))
+    val_acc = summary['metrics']['val_acc']
+    assert isinstance(val_acc, (int, float)) and 0.0 <= val_acc <= 1.0
     quick = cifar10.QUICK
     assert {name: phase['epochs'] for name, phase in summary['phases'].items()} == {
         'full': quick['epochs_fp'], 'ternary': quick['epochs_quant'],
         'frozen': quick['epochs_frozen']}
-    assert 0 < summary['train_images_per_epoch'] <= quick['train_subset']  # QUICK's subset
-    assert 'final validation accuracy: %.4f' % summary['val_acc'] in text
+    assert summary['config']['train_subset'] == quick['train_subset']
+    assert 'final validation accuracy: %.4f' % val_acc in text
+    # The converted network computes the dense one before fine-tuning.
+    assert '21 SPN layers converted, 21 exactly' in text
+    difference = float(text.split('relative to the largest logit: ')[1].split()[0])
+    assert difference < 1e-5
+    tuned = read_summary(os.path.join(run_dirs[2], 'summary.json'))
+    assert tuned['config']['init_from'] == run_dirs[0]
+    assert {name: phase['epochs'] for name, phase in tuned['phases'].items()} == {
+        'full': cifar10.FINE_TUNE['epochs_fp'], 'ternary': cifar10.FINE_TUNE['epochs_quant'],
+        'frozen': cifar10.FINE_TUNE['epochs_frozen']}

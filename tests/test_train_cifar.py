@@ -19,7 +19,10 @@ from strassen_gluon.data import CifarBatches
 from strassen_gluon.models import get_model
 from strassen_gluon.train.checkpoint import latest_checkpoint, read_meta
 from strassen_gluon.train.logs import read_jsonl
-from strassen_gluon.train.loop import Diverged, LoopOptions, evaluate, run_phases, train_epoch
+from strassen_gluon.train.run import read_summary
+from strassen_gluon.errors import EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, UsageError
+from strassen_gluon.train.classify import ClassificationTask, evaluate
+from strassen_gluon.train.loop import Diverged, LoopOptions, run_phases, train_epoch
 from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
 from strassen_gluon.train.schedule import (PhaseSpec, learning_rate, make_phase, paper_phases,
                                            scale_steps)
@@ -101,6 +104,10 @@ def random_batches(n=32, batch=16, seed=0, train=True):
     return CifarBatches(images, labels, batch, train=train, seed=seed)
 
 
+def task(ctx=(mx.cpu(),), options=QUIET, kvstore=None):
+    return ClassificationTask(options, ctx, random_batches(), random_batches(train=False))
+
+
 def small_net():
     net = get_model('st_resnet20')
     net.initialize(mx.init.Xavier(magnitude=2))
@@ -123,8 +130,7 @@ def test_phases_switch_layer_modes_and_frozen_phase_keeps_wb_wc():
 
     import tempfile
     with tempfile.TemporaryDirectory() as run_dir:
-        status = run_phases(net, phases, random_batches(), random_batches(train=False),
-                            [mx.cpu()], run_dir, {'model': 'st_resnet20'}, options=QUIET,
+        status = run_phases(task(), net, phases, run_dir, {'model': 'st_resnet20'},
                             on_phase_end=snapshot)
         assert status == 'done'
         assert [r['phase'] for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))] == \
@@ -158,7 +164,7 @@ def test_scales_stay_clipped_after_each_step():
     net = small_net()
     enter_phase(net, make_phase('full'))
     trainer = make_trainer(net, 50.0)       # a huge step pushes some ã below 0
-    train_epoch(net, trainer, random_batches(), [mx.cpu()], options=QUIET)
+    train_epoch(task(), net, trainer, random_batches())
     scales = np.concatenate([l.scale.data().asnumpy() for l in spn_layers(net)])
     assert scales.min() >= 0.0 and scales.max() <= 100.0
 
@@ -170,9 +176,9 @@ def test_data_parallel_epoch_on_two_contexts():
     net.hybridize()
     enter_phase(net, make_phase('dense'))
     trainer = make_trainer(net, 0.1, kvstore='device')
-    stats = train_epoch(net, trainer, random_batches(), ctx, options=QUIET)
-    assert stats['images'] == 32 and np.isfinite(stats['train_loss'])
-    assert 0.0 <= evaluate(net, random_batches(train=False), ctx) <= 1.0
+    stats = train_epoch(task(ctx), net, trainer, random_batches())
+    assert stats['count'] == 32 and np.isfinite(stats['train_loss'])
+    assert 0.0 <= evaluate(net, random_batches(train=False), ctx)['val_acc'] <= 1.0
     w0, w1 = (net.output.weight.data(c).asnumpy() for c in ctx)
     np.testing.assert_array_equal(w0, w1)    # the replicas stay identical
 
@@ -183,7 +189,7 @@ def test_nan_loss_raises_diverged():
     trainer = make_trainer(net, 0.1)
     net.output.bias.set_data(mx.nd.full((10,), np.nan))
     with pytest.raises(Diverged, match='nan'):
-        train_epoch(net, trainer, random_batches(), [mx.cpu()], options=QUIET)
+        train_epoch(task(), net, trainer, random_batches())
 
 
 # ----------------------------------------------------------------------------- the command
@@ -196,14 +202,16 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
         assert LOG_FIELDS <= set(r)
         assert 0 <= r['train_acc'] <= 1 and 0 <= r['val_acc'] <= 1 and r['images'] == 32
     assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 1e-4, 0.001]
-    with open(os.path.join(full_run, 'summary.json')) as f:
-        summary = json.load(f)
-    assert summary['val_acc'] == records[-1]['val_acc']
-    assert summary['best_val_acc'] == max(r['val_acc'] for r in records)
+    summary = read_summary(os.path.join(full_run, 'summary.json'))
+    assert (summary['task'], summary['primary_metric'], summary['metric_names']) == \
+        ('cifar10', 'val_acc', ['val_acc'])
+    assert summary['metrics']['val_acc'] == records[-1]['val_acc']
+    assert summary['best']['value'] == max(r['val_acc'] for r in records)
     assert set(summary['phases']) == {'full', 'ternary', 'frozen'}
-    assert summary['phases']['ternary']['final_val_acc'] == records[3]['val_acc']
-    assert summary['mults'] > 0 and summary['adds'] > summary['mults'] and summary['bits'] > 0
-    assert '--run_name full' in summary['command']
+    assert summary['phases']['ternary']['final']['val_acc'] == records[3]['val_acc']
+    cost = summary['cost']
+    assert cost['mults'] > 0 and cost['adds'] > cost['mults'] and cost['bits'] > 0
+    assert '--run_name full' in summary['command'] and summary['schema_version'] == 1
     with open(os.path.join(full_run, 'curves.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     meta = read_meta(latest_checkpoint(full_run))
@@ -217,10 +225,8 @@ def test_trained_model_is_ternary_and_cheaper_than_dense(full_run, data_dir, tmp
     assert rc == 0
     records = read_jsonl(os.path.join(tmp_path, 'fp', 'log.jsonl'))
     assert [r['phase'] for r in records] == ['dense']
-    with open(os.path.join(tmp_path, 'fp', 'summary.json')) as f:
-        dense = json.load(f)
-    with open(os.path.join(full_run, 'summary.json')) as f:
-        strassen = json.load(f)
+    dense = read_summary(os.path.join(tmp_path, 'fp', 'summary.json'))['cost']
+    strassen = read_summary(os.path.join(full_run, 'summary.json'))['cost']
     assert strassen['mults'] < dense['mults'] / 10
     assert strassen['bits'] < dense['bits']
 
@@ -238,7 +244,7 @@ def test_resume_continues_exactly(full_run, data_dir, tmp_path):
     with open(os.path.join(run_dir, 'log.jsonl'), 'a') as f:
         f.write(json.dumps(dict(read_jsonl(os.path.join(run_dir, 'log.jsonl'))[-1],
                                 epoch=1, val_acc=-1.0)) + '\n')
-    assert cifar10.main(['--resume', run_dir, '--quiet']) == 0
+    assert cifar10.main(['--resume', run_dir, '--quiet', '--gpu_index', '-1']) == 0
     resumed, straight = params_of(latest_checkpoint(run_dir)), params_of(
         latest_checkpoint(full_run))
     assert resumed.keys() == straight.keys()
@@ -256,7 +262,7 @@ def test_resume_continues_exactly(full_run, data_dir, tmp_path):
 
 
 def test_resume_refuses_a_model_change(full_run):
-    assert cifar10.main(['--resume', full_run, '--model', 'resnet20']) == cifar10.EXIT_USAGE
+    assert cifar10.main(['--resume', full_run, '--model', 'resnet20']) == EXIT_USAGE
 
 
 def test_nan_stops_without_a_new_checkpoint(data_dir, tmp_path, capsys):
@@ -264,8 +270,7 @@ def test_nan_stops_without_a_new_checkpoint(data_dir, tmp_path, capsys):
                      epochs=(4, 0, 0))
     assert cifar10.main(args + ['--stop_after_epochs', '1']) == 0
     run_dir = os.path.join(str(tmp_path), 'nan')
-    assert cifar10.main(['--resume', run_dir, '--lr_fp', '1e38', '--quiet']) == \
-        cifar10.EXIT_DIVERGED
+    assert cifar10.main(['--resume', run_dir, '--lr_fp', '1e38', '--quiet']) == EXIT_DIVERGED
     assert 'without writing a checkpoint' in capsys.readouterr().err
     checkpoint = latest_checkpoint(run_dir)
     meta = read_meta(checkpoint)
@@ -301,7 +306,7 @@ def test_missing_data_gives_one_message(tmp_path, capsys):
     rc = cifar10.main(['--data_dir', str(empty), '--no_download', '--log_dir',
                        str(tmp_path / 'runs'), '--gpu_index', '-1'])
     err = capsys.readouterr().err
-    assert rc == cifar10.EXIT_DATA
+    assert rc == EXIT_DATA
     assert 'CIFAR-10 data is missing' in err and '--data_dir' in err
     assert 'Traceback' not in err
     assert not (tmp_path / 'runs').exists()     # no empty run folder left behind
@@ -312,38 +317,44 @@ def test_bad_files_give_one_message(data_dir, tmp_path, capsys):
     (tmp_path / 'test_batch').write_bytes(b'not a pickle')
     rc = cifar10.main(['--data_dir', str(tmp_path), '--no_download', '--no-strict_counts',
                        '--log_dir', str(tmp_path / 'runs'), '--gpu_index', '-1'])
-    assert rc == cifar10.EXIT_DATA and 'test_batch' in capsys.readouterr().err
+    assert rc == EXIT_DATA and 'test_batch' in capsys.readouterr().err
     # The official counts are required unless --no-strict_counts is given.
     rc = cifar10.main(['--data_dir', data_dir, '--no_download', '--log_dir',
                        str(tmp_path / 'runs'), '--gpu_index', '-1'])
-    assert rc == cifar10.EXIT_DATA and 'shape' in capsys.readouterr().err
+    assert rc == EXIT_DATA and 'shape' in capsys.readouterr().err
 
 
 def test_options():
-    args = cifar10.parse_args(['--gpu_idx', '-1', '--nbr_mul', '0,1,2,1', '--out_patch', '2'])
-    assert args.gpu_index == '-1' and args.nbr_mul == [0.0, 1.0, 2.0, 1.0]
-    assert args.out_patch == 2
+    args, explicit = cifar10.parse_args(['--gpu_idx', '-1', '--nbr_mul', '0,1,2,1',
+                                         '--out_patch', '2'])
+    assert args.devices == '-1' and args.nbr_mul == [0.0, 1.0, 2.0, 1.0]
+    assert args.out_patch == 2 and explicit == {'devices', 'nbr_mul', 'out_patch'}
     assert cifar10.model_kwargs(args) == {'nbr_mul': [0.0, 1.0, 2.0, 1.0], 'out_patch': 2}
-    defaults = cifar10.parse_args([])
+    defaults, explicit = cifar10.parse_args([])
+    assert explicit == set() and defaults == cifar10.CifarConfig()
     assert (defaults.epochs_fp, defaults.epochs_quant, defaults.epochs_frozen) == (250, 40, 10)
     assert (defaults.batch_size, defaults.seed, defaults.model) == (128, 321, 'st_resnet20')
     assert cifar10.model_kwargs(defaults) == {}
-    quick = cifar10.parse_args(['--quick', '--epochs_fp', '3'])
+    quick, explicit = cifar10.parse_args(['--quick', '--epochs_fp', '3'])
     assert quick.train_subset == cifar10.QUICK['train_subset'] and quick.epochs_fp == 3
-    assert quick.explicit == {'quick', 'epochs_fp'}
+    assert explicit == {'quick', 'epochs_fp'}
+    # --init_from makes the phases a short fine-tune unless they are given.
+    tune, _ = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1', '--epochs_fp', '2'])
+    assert (tune.epochs_fp, tune.epochs_quant, tune.lr_fp) == \
+        (2, cifar10.FINE_TUNE['epochs_quant'], cifar10.FINE_TUNE['lr_fp'])
     # The original VGG command line works with --model st_vgg7.
-    vgg = cifar10.parse_args(['--model', 'st_vgg7', '--nbr_mul', '1', '--out_patch', '1',
-                              '--gpu_index', '0'])
+    vgg, _ = cifar10.parse_args(['--model', 'st_vgg7', '--nbr_mul', '1', '--out_patch', '1',
+                                 '--gpu_index', '0'])
     net = cifar10.build_model(vgg.model, cifar10.model_kwargs(vgg))
     assert len(spn_layers(net)) == 7
-    assert cifar10.contexts('-1') == [mx.cpu()]
-    if mx.context.num_gpus() == 0:
-        assert cifar10.contexts('0', say=lambda *a: None) == [mx.cpu()]
+    # Per-stage lists are checked for length when parsed.
+    with pytest.raises(SystemExit):
+        cifar10.parse_args(['--nbr_mul', '1,2'])
 
 
 def test_spn_options_on_a_dense_model_are_refused(data_dir, tmp_path, capsys):
     rc = cifar10.main(tiny_args(data_dir, tmp_path, '--nbr_mul', '2', model='resnet20'))
-    assert rc == cifar10.EXIT_USAGE and '--nbr_mul' in capsys.readouterr().err
+    assert rc == EXIT_USAGE and '--nbr_mul' in capsys.readouterr().err
 
 
 def test_command_runs_as_a_module(data_dir, tmp_path):

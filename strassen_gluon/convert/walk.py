@@ -11,9 +11,11 @@ from typing import Optional, Tuple
 from mxnet.gluon import Block, HybridBlock, nn, rnn
 from mxnet.gluon.parameter import DeferredInitializationError
 
+from ..errors import UsageError
 
-class ConversionError(ValueError):
-    """A network, a layer or an option that the conversion cannot use."""
+
+class ConversionError(UsageError, ValueError):
+    """A network, a layer or an option that the conversion cannot use (exit status 2)."""
 
 
 class TransferError(ConversionError):
@@ -21,7 +23,9 @@ class TransferError(ConversionError):
 
 
 class WeightsUnavailableError(ConversionError):
-    """Pretrained weights were asked for but are neither on disk nor downloadable."""
+    """Pretrained weights were asked for but are neither on disk nor downloadable (exit
+    status 1, as missing data)."""
+    exit_status = 1
 
 
 # ------------------------------------------------------------------ private Gluon attributes

@@ -42,6 +42,8 @@ import urllib.request
 import mxnet as mx
 import numpy as np
 
+from ..errors import DataError
+
 ENV_VAR = 'STRASSEN_CIFAR10_DIR'
 DEFAULT_DATA_DIR = os.path.join('~', '.mxnet', 'datasets', 'cifar10')
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
@@ -62,7 +64,7 @@ CIFAR_MEAN = (125.3, 123.0, 113.9)
 CIFAR_STD = (63.0, 62.1, 66.7)
 
 
-class CifarNotFoundError(FileNotFoundError):
+class CifarNotFoundError(DataError, FileNotFoundError):
     """CIFAR-10 files are missing (and were not downloaded).
 
     ``folder`` is the folder that was checked, ``missing`` the missing file names.
@@ -77,7 +79,7 @@ class CifarNotFoundError(FileNotFoundError):
         return self.args[0]
 
 
-class CifarFormatError(ValueError):
+class CifarFormatError(DataError, ValueError):
     """A CIFAR-10 file exists but is not a valid python-version batch; ``path`` names it."""
 
     def __init__(self, path, problem):
@@ -86,7 +88,7 @@ class CifarFormatError(ValueError):
         self.path = path
 
 
-class CifarDownloadError(OSError):
+class CifarDownloadError(DataError, OSError):
     """The archive could not be fetched, failed its md5 check, or was unsafe to extract."""
 
 

@@ -134,7 +134,7 @@ def _config(char_vocab_size, word_vocab_size, max_word_l, char_vec_size=15,
                 num_layers=int(num_layers), dropout=float(dropout), highway_form=highway_form)
 
 
-@register('charlm')
+@register('charlm', init=initializer.Xavier)
 def charlm(**kwargs):
     """Full-precision char-aware LM (the original's LSTMCharWord; quant_mode 5).
 
@@ -158,7 +158,7 @@ def charlm(**kwargs):
     return CharLM(config, make_conv, make_dense, make_lstm, highway_bn=False, prefix='charlm_')
 
 
-@register('st_charlm')
+@register('st_charlm', init=initializer.Xavier)
 def st_charlm(nbr_mul=1.0, out_nbr_mul=2000, out_identity=False, fixed_scale=False,
               dense_batchnorm=True, quantizer='twn', phase=Phase.FULL, **kwargs):
     """Char-aware LM with SPN layers (the original's SumProdLSTMCharWord).

@@ -17,6 +17,7 @@ notebook's knobs do. `nbr_mul` is relative to each layer's output channels (r = 
 the notebook's list held the absolute r = [16, 16, 32, 64], which is nbr_mul = 1. A stage whose
 nbr_mul is 0 uses ordinary convolutions (the notebook's switch for the stem).
 """
+from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
@@ -124,14 +125,19 @@ def resnet(depth, classes=10, **kwargs):
                          prefix='resnet%d_' % depth, **kwargs)
 
 
+def cifar_init():
+    """The CIFAR models' weight initialiser (the original notebook's)."""
+    return initializer.Xavier(rnd_type='uniform', factor_type='avg', magnitude=2)
+
+
 def _register_depth(depth):
-    @register('st_resnet%d' % depth)
+    @register('st_resnet%d' % depth, init=cifar_init)
     def build_st(nbr_mul=1.0, out_patch=1, quantizer='twn', quant_down=True, classes=10,
                  phase=Phase.FULL):
         return st_resnet(depth, nbr_mul=nbr_mul, out_patch=out_patch, quantizer=quantizer,
                          quant_down=quant_down, classes=classes, phase=phase)
 
-    @register('resnet%d' % depth)
+    @register('resnet%d' % depth, init=cifar_init)
     def build_fp(classes=10):
         return resnet(depth, classes=classes)
 

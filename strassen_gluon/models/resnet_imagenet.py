@@ -20,6 +20,7 @@ Options of ``st_resnet18``:
 * `groups`: g, the groups of the W_b convolution of every SPN. The stem sees 3 input channels,
   which g = 2 or 4 does not divide; the stem then uses g = 1 (r is unaffected, its W_b is dense).
 """
+from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
@@ -68,14 +69,20 @@ class ImageNetResNetV1(HybridBlock):
         return self.output(self.features(x))
 
 
-@register('resnet18')
+
+def imagenet_init():
+    """The ImageNet models' weight initialiser (He et al.'s, as the original ImageNet script)."""
+    return initializer.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
+
+
+@register('resnet18', init=imagenet_init)
 def resnet18(classes=1000):
     """Full-precision ResNet-18 v1 for ImageNet (baseline and distillation teacher)."""
     return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=dense_conv, classes=classes,
                             prefix='resnet18_')
 
 
-@register('st_resnet18')
+@register('st_resnet18', init=imagenet_init)
 def st_resnet18(nbr_mul=1.0, out_patch=1, groups=1, quantizer='twn', classes=1000,
                 phase=Phase.FULL):
     """ST-ResNet-18: every convolution an SPN (stem and shortcuts included), FC full precision."""

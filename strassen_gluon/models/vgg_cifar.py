@@ -13,11 +13,13 @@ default here is TWN, ``quantizer='threshold'`` reproduces the original.
 `nbr_mul` and `out_patch` take one value (the original's options) or a per-stage list of three.
 The FC SPN has r = 1024 multiplications (``fc_r``) as in the original, whatever nbr_mul is.
 """
+from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
 from ..layers import SPNDense
 from .registry import register
+from .resnet_cifar import cifar_init
 from .conv import dense_conv, per_stage, spn_conv_factory
 
 STAGE_WIDTHS = (128, 256, 512)
@@ -71,7 +73,7 @@ class VGG7(HybridBlock):
         return self.output(self.head(self.features(x)))
 
 
-@register('st_vgg7')
+@register('st_vgg7', init=cifar_init)
 def st_vgg7(nbr_mul=1.0, out_patch=1, quantizer='twn', fc_r=FC_UNITS, faithful=False,
             classes=10, phase=Phase.FULL):
     """Strassen VGG-7: the six convolutions and the FC-1024 are SPNs."""
@@ -81,7 +83,7 @@ def st_vgg7(nbr_mul=1.0, out_patch=1, quantizer='twn', fc_r=FC_UNITS, faithful=F
                 prefix='st_vgg7_')
 
 
-@register('vgg7')
+@register('vgg7', init=cifar_init)
 def vgg7(faithful=False, classes=10):
     """Full-precision VGG-7."""
     return VGG7(faithful=faithful, classes=classes, prefix='vgg7_')

@@ -1,17 +1,30 @@
-"""Self-describing, crash-safe checkpoints.
+"""Self-describing, crash-safe checkpoints that verify themselves.
 
-A checkpoint is a folder ``ckpt-<tag>/`` holding ``model.params``, ``trainer.states`` (one per
-trainer, optional) and ``meta.json`` (whatever the caller needs to resume: phase, epoch, learning
-rate, configuration, git revision). It is written under a temporary name and renamed into place,
-then ``latest.json`` is replaced atomically to point at it; only then are older checkpoints
-removed. A kill at any moment therefore leaves the previous checkpoint intact and pointed to.
+A checkpoint is a folder ``ckpt-<tag>/`` holding ``model.params``, ``trainer<i>.states`` (one per
+trainer) and ``meta.json``: whatever the caller needs to resume (phase, epoch, learning rate,
+configuration, git revision) plus the SHA-256 of every other file in the folder. It is written
+under a temporary name and renamed into place, then ``latest.json`` is replaced atomically to
+point at it; only then are older checkpoints removed (``keep`` of them stay). A kill at any
+moment therefore leaves a complete checkpoint behind.
+
+:func:`resume_checkpoint` does not trust ``latest.json`` alone: it takes the newest checkpoint
+whose meta parses and whose files match their checksums, so a damaged, missing or stale pointer
+and a truncated parameter file are survived, and it raises :class:`RunFolderError` naming the
+files when the folder has checkpoints (or logged epochs) but none of them verifies. It never
+silently starts a run again.
 """
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 
+from ..errors import RunFolderError
+
 LATEST = 'latest.json'
+META = 'meta.json'
+PARAMS = 'model.params'
+PREFIX = 'ckpt-'
 
 
 def git_revision(path=None):
@@ -37,49 +50,142 @@ def write_json_atomic(path, obj):
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory, tag, net, trainers=(), meta=None, keep=1):
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path):
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(directory, tag, net, trainers=(), meta=None, keep=2):
     """Save `net`'s parameters, the trainers' states and `meta` as checkpoint `tag`.
 
-    Returns the checkpoint's folder. `keep` is how many most recent checkpoints to keep.
+    Returns the checkpoint's folder. `keep` is how many most recent checkpoints to keep (two by
+    default, so that a damaged newest one still leaves one to resume from).
     """
     os.makedirs(directory, exist_ok=True)
-    name = 'ckpt-%s' % tag
+    name = PREFIX + str(tag)
     final = os.path.join(directory, name)
     tmp = final + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    net.save_parameters(os.path.join(tmp, 'model.params'))
+    files = [PARAMS]
+    net.save_parameters(os.path.join(tmp, PARAMS))
     for i, trainer in enumerate(trainers):
-        trainer.save_states(os.path.join(tmp, 'trainer%d.states' % i))
-    write_json_atomic(os.path.join(tmp, 'meta.json'), dict(meta or {}, tag=str(tag)))
+        files.append('trainer%d.states' % i)
+        trainer.save_states(os.path.join(tmp, files[-1]))
+    checksums = {}
+    for f in files:
+        _fsync_file(os.path.join(tmp, f))
+        checksums[f] = sha256(os.path.join(tmp, f))
+    write_json_atomic(os.path.join(tmp, META), dict(meta or {}, tag=str(tag), checksums=checksums))
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     write_json_atomic(os.path.join(directory, LATEST), {'checkpoint': name})
-    old = sorted(d for d in os.listdir(directory)
-                 if d.startswith('ckpt-') and d != name and not d.endswith('.tmp'))
+    old = [d for d in checkpoint_folders(directory) if os.path.basename(d) != name]
     for d in old[:max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(os.path.join(directory, d), ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
     return final
 
 
-def latest_checkpoint(directory):
-    """The folder of the newest complete checkpoint in `directory`, or None."""
+def checkpoint_folders(directory):
+    """The complete-looking checkpoint folders of `directory`, oldest first (tags sort by
+    position: they are zero-padded)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, d) for d in sorted(names)
+            if d.startswith(PREFIX) and not d.endswith('.tmp')
+            and os.path.isdir(os.path.join(directory, d))]
+
+
+def verify(checkpoint):
+    """None if `checkpoint` is complete and intact, else the reason (a sentence naming a file)."""
+    path = os.path.join(checkpoint, META)
+    try:
+        meta = read_meta(checkpoint)
+    except (OSError, ValueError) as err:
+        return '%s cannot be read (%s)' % (path, err)
+    checksums = meta.get('checksums')
+    if not isinstance(checksums, dict) or PARAMS not in checksums:
+        return '%s records no checksums' % path
+    for name, expected in sorted(checksums.items()):
+        f = os.path.join(checkpoint, name)
+        if not os.path.isfile(f):
+            return '%s is missing' % f
+        if sha256(f) != expected:
+            return '%s does not match the checksum recorded when it was written (truncated or ' \
+                   'damaged)' % f
+    return None
+
+
+def pointed_checkpoint(directory):
+    """The checkpoint folder that latest.json names, or None (with no pointer, or a damaged one)."""
     try:
         with open(os.path.join(directory, LATEST)) as f:
-            path = os.path.join(directory, json.load(f)['checkpoint'])
-    except (OSError, ValueError, KeyError):
+            return os.path.join(directory, json.load(f)['checkpoint'])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return path if os.path.isfile(os.path.join(path, 'meta.json')) else None
+
+
+def latest_checkpoint(directory):
+    """The newest checkpoint folder of `directory` that verifies, or None."""
+    for ckpt in reversed(checkpoint_folders(directory)):
+        if verify(ckpt) is None:
+            return ckpt
+    return None
+
+
+def resume_checkpoint(directory, logged_epochs=0, say=print):
+    """The checkpoint to resume a run from: the newest that verifies, whatever latest.json says.
+
+    Returns None for a run that never wrote one (and logged no epoch). Raises RunFolderError
+    when checkpoints exist but none verifies, or epochs were logged without any checkpoint.
+    """
+    folders = checkpoint_folders(directory)
+    problems = []
+    for ckpt in reversed(folders):
+        problem = verify(ckpt)
+        if problem is None:
+            pointer = pointed_checkpoint(directory)
+            if pointer != ckpt:
+                what = ('missing' if not os.path.exists(os.path.join(directory, LATEST)) else
+                        'damaged' if pointer is None else 'stale (it names %s)'
+                        % os.path.basename(pointer))
+                say('%s is %s; resuming from %s, the newest checkpoint that verifies'
+                    % (os.path.join(directory, LATEST), what, os.path.basename(ckpt)))
+            for p in problems:
+                say('skipped a checkpoint: %s' % p)
+            return ckpt
+        problems.append(problem)
+    if problems:
+        raise RunFolderError('cannot resume %s: no checkpoint verifies: %s'
+                             % (directory, '; '.join(problems)))
+    if logged_epochs:
+        raise RunFolderError('cannot resume %s: its log records %d epoch(s) but the folder holds '
+                             'no checkpoint (%s is gone)'
+                             % (directory, logged_epochs, os.path.join(directory, LATEST)))
+    return None
 
 
 def read_meta(checkpoint):
-    with open(os.path.join(checkpoint, 'meta.json')) as f:
-        return json.load(f)
+    with open(os.path.join(checkpoint, META)) as f:
+        meta = json.load(f)
+    if not isinstance(meta, dict):
+        raise ValueError('not a JSON object')
+    return meta
 
 
 def load_checkpoint(checkpoint, net, trainers=(), ctx=None):
     """Load parameters (and trainer states, if given) from a checkpoint folder; return meta."""
-    net.load_parameters(os.path.join(checkpoint, 'model.params'), ctx=ctx)
+    net.load_parameters(os.path.join(checkpoint, PARAMS), ctx=ctx)
     load_trainer_states(checkpoint, trainers)
     return read_meta(checkpoint)
 
@@ -94,3 +200,10 @@ def load_trainer_states(checkpoint, trainers):
         states = os.path.join(checkpoint, 'trainer%d.states' % i)
         if os.path.isfile(states):
             trainer.load_states(states)
+
+
+def find_checkpoint(path):
+    """The checkpoint folder for a run folder or a checkpoint folder (None if neither)."""
+    if os.path.isfile(os.path.join(path, META)) and os.path.isfile(os.path.join(path, PARAMS)):
+        return path
+    return latest_checkpoint(path)

@@ -12,6 +12,17 @@ def append_jsonl(path, record):
         os.fsync(f.fileno())
 
 
+def rewrite_jsonl(path, records):
+    """Replace the file with exactly `records`, atomically (readers see the old or the new)."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        for record in records:
+            f.write(json.dumps(record, sort_keys=True, default=_jsonable) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_jsonl(path):
     """All complete records of a JSON-lines file (a torn last line is ignored)."""
     records = []

@@ -1,17 +1,23 @@
-"""Train and evaluate image classifiers phase by phase, with a checkpoint after every epoch.
+"""The one training loop: phases, learning-rate policy, distillation, NaN stop, checkpoints,
+resume, logs and progress, for every task (CIFAR-10, ImageNet, the language model).
 
-:func:`train_epoch` and :func:`evaluate` work on any iterable of (data, label) NDArray batches
-and a list of contexts (data parallel: each batch is split across them). :func:`run_phases` runs
-a list of :class:`~strassen_gluon.train.schedule.PhaseSpec` from any position, which is how a run
-is resumed: every epoch ends with
+A task is a small object (see :class:`Task`) that knows its batches, one training step and its
+evaluation; :func:`run_phases` does everything else. Every epoch ends with
 
 1. a check that the training loss and every parameter are finite (otherwise :class:`Diverged`
-   is raised and nothing is written, so the previous checkpoint stays the latest),
-2. one line in ``log.jsonl``,
-3. an atomic checkpoint (parameters, optimizer state, position, learning rate).
+   is raised and nothing is written, so the previous checkpoint stays the newest),
+2. at the last epoch of a phase, the task's end-of-phase evaluation (e.g. the LM's test
+   perplexity), so that a phase is finished exactly when its last checkpoint exists,
+3. an atomic, checksummed checkpoint (parameters, optimizer state, position, learning rate and
+   the epoch's log line), then that line in ``log.jsonl``.
 
 The random state of an epoch is derived from (seed, phase, epoch), so a resumed run draws the
-same shuffles and crops as an uninterrupted one.
+same shuffles, crops and dropout masks as an uninterrupted one.
+
+Learning rates: a phase steps its rate at given epochs (:func:`schedule.learning_rate`), or, with
+``PhaseSpec.decay_when`` set, decays it when the task's primary metric did not improve by more
+than that over the previous epoch (the language model's policy); that rate and the previous
+metric are stored in the checkpoint.
 """
 import math
 import os
@@ -21,22 +27,68 @@ from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, nd
-from mxnet.gluon.utils import split_and_load
+from mxnet import nd
 from tqdm import tqdm
 
+from ..errors import Diverged, UsageError
+from ..gluon_compat import is_initialized
 from ..layers import clip_scales
-from .checkpoint import latest_checkpoint, load_trainer_states, read_meta, save_checkpoint
-from .distill import distillation_loss
-from .logs import append_jsonl, read_jsonl
+from .checkpoint import load_trainer_states, read_meta, resume_checkpoint, save_checkpoint
+from .logs import append_jsonl, read_jsonl, rewrite_jsonl
 from .phases import enter_phase, make_trainer
 from .schedule import learning_rate
 
 LOG_NAME = 'log.jsonl'
 
+__all__ = ['Task', 'LoopOptions', 'Diverged', 'run_phases', 'train_epoch', 'restore',
+           'epoch_seed', 'seed_everything', 'LOG_NAME']
 
-class Diverged(RuntimeError):
-    """The training loss or a parameter became NaN or infinite."""
+
+class Task:
+    """What the loop needs from a task. Subclasses set `primary_metric` and implement the rest.
+
+    ``train_batches(global_epoch)``   an iterable of batches for one epoch (with ``len``)
+    ``begin_epoch(net)``              a state carried from batch to batch (None, or LSTM states)
+    ``step(net, trainer, batch, state)``  forward, backward and ``trainer.step`` of one batch;
+                                      returns (state, {name: device NDArray summed over the
+                                      batch}, number of examples); 'loss' is required
+    ``train_metrics(totals, count)``  the epoch's training metrics from the summed totals
+    ``evaluate(net)``                 {metric name: value}; must hold `primary_metric`
+    ``end_phase(net, spec)``          metrics computed once a phase has ended ({} by default)
+    ``make_trainer(net, lr)``         the phase's fresh optimizer
+    ``after_epoch(net)``              after the training pass (e.g. average BN statistics)
+    """
+    primary_metric = 'val_acc'
+    higher_is_better = True
+    unit = 'images'               # what `count` counts, for the speed column (images/s)
+
+    def __init__(self, options):
+        self.options = options
+
+    def train_batches(self, global_epoch):
+        raise NotImplementedError
+
+    def begin_epoch(self, net):
+        return None
+
+    def step(self, net, trainer, batch, state):
+        raise NotImplementedError
+
+    def train_metrics(self, totals, count):
+        return {'train_loss': totals['loss'] / max(count, 1)}
+
+    def evaluate(self, net):
+        raise NotImplementedError
+
+    def end_phase(self, net, spec):
+        return {}
+
+    def make_trainer(self, net, lr):
+        o = self.options
+        return make_trainer(net, lr, o.momentum, o.wd, kvstore=o.kvstore)
+
+    def after_epoch(self, net):
+        pass
 
 
 @dataclass
@@ -48,8 +100,10 @@ class LoopOptions:
     sync_every: int = 50          # read the loss back to the host every this many batches
     progress: bool = True         # tqdm bar within each epoch
     seed: int = 321
-    keep_checkpoints: int = 1
-    print_fn: object = print      # receives the one line per epoch
+    keep_checkpoints: int = 2
+    kvstore: object = None        # of the default trainer ('device' for several devices)
+    print_fn: object = print      # receives the one line per epoch (and the sync lines)
+    print_sync: bool = False      # also print a line at every sync (the LM's --print_every)
 
 
 def epoch_seed(seed, phase_index, epoch):
@@ -80,7 +134,7 @@ def count_nonfinite_params(net):
     """How many parameter values of `net` are NaN or infinite (one host read)."""
     bad = None
     for param in net.collect_params().values():
-        if param._data is None:  # deferred or never initialised
+        if not is_initialized(param):
             continue
         for data in param.list_data():
             n = (1 - nd.contrib.isfinite(data)).sum().as_in_context(mx.cpu())
@@ -88,70 +142,54 @@ def count_nonfinite_params(net):
     return 0 if bad is None else int(bad.asscalar())  # SYNC POINT
 
 
-def train_epoch(net, trainer, batches, ctx, teacher=None, options=LoopOptions(), desc='train'):
-    """One pass over `batches`; returns {'train_loss', 'train_acc', 'images', 'seconds'}.
+def _host(totals):
+    return {k: float(v.asscalar()) for k, v in totals.items()}  # SYNC POINT
 
-    The loss and accuracy are accumulated on the device and read back only every
-    `options.sync_every` batches and at the end, where a non-finite loss raises Diverged.
+
+def train_epoch(task, net, trainer, batches, desc='train'):
+    """One pass over `batches`; returns the task's training metrics plus 'count', 'seconds'
+    and 'speed' (examples per second after the first batch, which builds the graph).
+
+    The totals are accumulated on the device and read back only every `sync_every` batches and
+    at the end, where a non-finite loss raises Diverged.
     """
-    ctx = list(ctx)
+    options = task.options
     total = len(batches) if hasattr(batches, '__len__') else None
     bar = _progress_bar(total, desc, options.progress)
-    loss_sum = nd.zeros((1,), ctx=ctx[0])
-    correct = nd.zeros((1,), ctx=ctx[0])
-    images = 0
+    totals, count, state = {}, 0, task.begin_epoch(net)
     start = time.time()
+    warm, warm_count = None, 0
     try:
-        for i, (data, label) in enumerate(batches):
-            n = data.shape[0]
-            xs = split_and_load(data, ctx, even_split=False)
-            ys = split_and_load(label, ctx, even_split=False)
-            # The teacher runs outside autograd.record: inference mode (BN running statistics).
-            soft = [teacher(x) for x in xs] if teacher is not None else [None] * len(xs)
-            with autograd.record():
-                logits = [net(x) for x in xs]
-                losses = [distillation_loss(nd, z, t, y, options.dist_lambda, options.dist_temp)
-                          for z, t, y in zip(logits, soft, ys)]
-            autograd.backward(losses)
-            trainer.step(n)
+        for i, batch in enumerate(batches):
+            state, sums, n = task.step(net, trainer, batch, state)
             clip_scales(net)
-            for z, y, loss in zip(logits, ys, losses):
-                loss_sum += loss.sum().as_in_context(ctx[0])
-                hits = (z.argmax(axis=1) == y.astype(z.dtype)).sum()
-                correct += hits.as_in_context(ctx[0])
-            images += n
+            for key, value in sums.items():
+                totals[key] = value if key not in totals else totals[key] + value
+            count += n
             if bar is not None:
                 bar.update(1)
+            if i == 0:
+                nd.waitall()
+                warm, warm_count = time.time(), count
             if (i + 1) % options.sync_every == 0:
                 # SYNC POINT: the only host read-back inside the epoch.
-                mean_loss = loss_sum.asscalar() / images
-                _check_finite(mean_loss, 'batch %d' % (i + 1))
+                now = task.train_metrics(_host(totals), count)
+                _check_finite(now['train_loss'], 'batch %d' % (i + 1))
+                line = '  '.join('%s %.4g' % kv for kv in sorted(now.items()))
                 if bar is not None:
-                    bar.set_postfix(loss='%.3f' % mean_loss,
-                                    acc='%.3f' % (correct.asscalar() / images))
-        # SYNC POINT: end of the epoch.
-        mean_loss = loss_sum.asscalar() / max(images, 1)
-        accuracy = correct.asscalar() / max(images, 1)
+                    bar.set_postfix_str(line)
+                if options.print_sync:
+                    options.print_fn('[%s batch %d/%s] %s' % (desc, i + 1, total, line))
+        nd.waitall()
+        end = time.time()
+        metrics = task.train_metrics(_host(totals), count) if count else {'train_loss': 0.0}
     finally:
         if bar is not None:
             bar.close()
-    _check_finite(mean_loss, 'end of epoch')
-    return {'train_loss': mean_loss, 'train_acc': accuracy, 'images': images,
-            'seconds': time.time() - start}
-
-
-def evaluate(net, batches, ctx):
-    """Top-1 accuracy of `net` (inference mode) over `batches`; one host read at the end."""
-    ctx = list(ctx)
-    correct = nd.zeros((1,), ctx=ctx[0])
-    images = 0
-    for data, label in batches:
-        for x, y in zip(split_and_load(data, ctx, even_split=False),
-                        split_and_load(label, ctx, even_split=False)):
-            z = net(x)
-            correct += (z.argmax(axis=1) == y.astype(z.dtype)).sum().as_in_context(ctx[0])
-        images += data.shape[0]
-    return correct.asscalar() / max(images, 1)  # SYNC POINT
+    _check_finite(metrics['train_loss'], 'end of epoch')
+    timed = count - warm_count if warm is not None and end > warm and count > warm_count else 0
+    speed = timed / (end - warm) if timed else count / max(end - start, 1e-9)
+    return dict(metrics, count=count, seconds=end - start, speed=speed)
 
 
 def _position(phases, phase_index, epoch):
@@ -166,80 +204,111 @@ def next_position(phases, phase_index, epoch):
     return phase_index + 1, 0
 
 
-def resume_position(run_dir, phases):
-    """Where a run folder's latest checkpoint says to continue: (phase_index, epoch, checkpoint).
+def epoch_records(run_dir):
+    return [r for r in read_jsonl(os.path.join(run_dir, LOG_NAME)) if 'phase_index' in r]
 
-    Without a checkpoint: (0, 0, None). The phase is looked up by name, so a run can be resumed
-    with other phase lengths (a longer phase simply continues).
+
+def _warn(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def restore(net, run_dir, phases, ctx):
+    """Load the newest checkpoint of `run_dir` that verifies into the initialised `net`.
+
+    Returns (start, checkpoint): start = (phase_index, epoch) of the next epoch to train, (0, 0)
+    for a new run. Epochs logged after the checkpoint (they will run again) are dropped from the
+    log; every epoch the checkpoint covers stays. Raises RunFolderError when the folder cannot
+    be resumed (it never restarts silently), UsageError when the checkpoint's phase is not one
+    of `phases`.
     """
-    ckpt = latest_checkpoint(run_dir)
+    logged = epoch_records(run_dir)
+    # What was wrong with the folder goes to stderr even for quiet runs: the user must know.
+    ckpt = resume_checkpoint(run_dir, logged_epochs=len(logged), say=_warn)
     if ckpt is None:
-        return 0, 0, None
+        return (0, 0), None
     meta = read_meta(ckpt)
     names = [p.name for p in phases]
-    if meta['phase'] not in names:
-        raise ValueError('the checkpoint %s is in phase %r, which this run does not have (%s)'
-                         % (ckpt, meta['phase'], ', '.join(names)))
-    return next_position(phases, names.index(meta['phase']), meta['epoch']) + (ckpt,)
+    if meta.get('phase') not in names:
+        raise UsageError('the checkpoint %s is in phase %r, which this run does not have (%s)'
+                         % (ckpt, meta.get('phase'), ', '.join(names)))
+    net.load_parameters(os.path.join(ckpt, 'model.params'), ctx=ctx)
+    start = next_position(phases, names.index(meta['phase']), meta['epoch'])
+    _trim_log(run_dir, phases, _position(phases, names.index(meta['phase']), meta['epoch']),
+              meta.get('record'))
+    return start, ckpt
 
 
-def trim_log(run_dir, phases, phase_index, epoch):
-    """Drop log lines at or after a position (epochs that ran after the last checkpoint)."""
+def _trim_log(run_dir, phases, last, record):
+    """Make the log end with the epoch at global position `last`, the checkpoint's: lines after
+    it (epochs that ran past the checkpoint) are dropped, and its own line, `record`, is added
+    if the run was killed between writing the checkpoint and the log."""
     path = os.path.join(run_dir, LOG_NAME)
-    keep = [r for r in read_jsonl(path)
-            if _position(phases, r['phase_index'], r['epoch']) < _position(phases, phase_index,
-                                                                            epoch)]
-    tmp = path + '.tmp'
-    with open(tmp, 'w'):
-        pass
-    for record in keep:
-        append_jsonl(tmp, record)
-    os.replace(tmp, path)
+    records = read_jsonl(path)
+    keep = [r for r in records if 'phase_index' not in r
+            or _position(phases, r['phase_index'], r['epoch']) <= last]
+    logged = {_position(phases, r['phase_index'], r['epoch']) for r in keep if 'phase_index' in r}
+    if last not in logged and record is not None:
+        keep.append(record)
+    if keep != records:
+        rewrite_jsonl(path, keep)
 
 
-def run_phases(net, phases, train_batches, eval_batches, ctx, run_dir, meta, start=(0, 0),
-               checkpoint=None, teacher=None, options=LoopOptions(), stop_after_epochs=None,
-               on_phase_end=None, trainer_factory=None, after_train_epoch=None):
+class _Plateau:
+    """The rate of a phase that decays when the primary metric stops improving."""
+
+    def __init__(self, spec, higher_is_better, lr=None, previous=None):
+        self.spec, self.higher = spec, higher_is_better
+        self.lr = spec.lr if lr is None else lr
+        self.previous = previous
+
+    def update(self, value):
+        prev = self.previous
+        if prev is not None and math.isfinite(prev):
+            worse = (value < prev + self.spec.decay_when if self.higher
+                     else value > prev - self.spec.decay_when)
+            if worse:
+                self.lr = float('%.12g' % (self.lr * self.spec.factor))
+        self.previous = value
+
+
+def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None, teacher=None,
+               stop_after_epochs=None, on_phase_end=None):
     """Train `net` through `phases` from position `start` = (phase_index, epoch).
 
-    `checkpoint` is the folder the run resumes from: its optimizer state is loaded when it lies
-    within the phase being continued (a new phase starts with a fresh optimizer). `meta` is
-    stored in every checkpoint together with the position. `train_batches` / `eval_batches` are
-    iterables; `train_batches.set_epoch(global_epoch)` is called when it exists.
+    `checkpoint` is the folder the run resumed from: its optimizer state (and a plateau phase's
+    learning rate) is loaded when it lies within the phase being continued; a new phase starts
+    with a fresh optimizer. `meta` is stored in every checkpoint together with the position.
     Returns 'done', or 'stopped' after `stop_after_epochs` epochs of this call.
-
-    `trainer_factory(net, lr, momentum, wd)` builds each phase's Trainer (default: make_trainer
-    with a 'device' kvstore for several contexts); `after_train_epoch(net)` runs after each
-    training epoch, before evaluation and the checkpoint. The ImageNet command uses both for
-    training on several machines (imagenet.py).
     """
+    del teacher  # the task holds its teacher; kept for the call signature of the commands
+    options = task.options
+    say = options.print_fn
     log_path = os.path.join(run_dir, LOG_NAME)
     phase_index, epoch = start
-    resumed_meta = read_meta(checkpoint) if checkpoint else None
+    resumed = read_meta(checkpoint) if checkpoint else None
     done_here = 0
     while phase_index < len(phases):
         spec = phases[phase_index]
         enter_phase(net, spec)
-        if trainer_factory is not None:
-            trainer = trainer_factory(net, learning_rate(spec, epoch), options.momentum,
-                                      options.wd)
-        else:
-            trainer = make_trainer(net, learning_rate(spec, epoch), options.momentum, options.wd,
-                                   kvstore='device' if len(ctx) > 1 else None)
-        if resumed_meta is not None and resumed_meta['phase'] == spec.name and epoch > 0:
+        within = resumed is not None and resumed.get('phase') == spec.name and epoch > 0
+        plateau = None
+        if spec.decay_when is not None:
+            plateau = _Plateau(spec, task.higher_is_better,
+                               resumed.get('next_lr') if within else None,
+                               resumed.get('previous_metric') if within else None)
+        lr = plateau.lr if plateau else learning_rate(spec, epoch)
+        trainer = task.make_trainer(net, lr)
+        if within:
             load_trainer_states(checkpoint, [trainer])
-        resumed_meta = None
+        resumed = None
         while epoch < spec.epochs:
-            lr = learning_rate(spec, epoch)
+            lr = plateau.lr if plateau else learning_rate(spec, epoch)
             trainer.set_learning_rate(lr)
             global_epoch = _position(phases, phase_index, epoch)
             seed_everything(epoch_seed(options.seed, phase_index, epoch))
-            if hasattr(train_batches, 'set_epoch'):
-                train_batches.set_epoch(global_epoch)
             desc = '%s %d/%d' % (spec.name, epoch + 1, spec.epochs)
-            stats = train_epoch(net, trainer, train_batches, ctx, teacher, options, desc)
-            if after_train_epoch is not None:
-                after_train_epoch(net)
+            stats = train_epoch(task, net, trainer, task.train_batches(global_epoch), desc)
+            task.after_epoch(net)
             # The last update of an epoch can break the weights after the last loss was read.
             broken = count_nonfinite_params(net)
             if broken:
@@ -247,29 +316,37 @@ def run_phases(net, phases, train_batches, eval_batches, ctx, run_dir, meta, sta
                                'phase %s; stopping without writing a checkpoint. Lower the '
                                'learning rate, or resume from the last checkpoint.'
                                % (broken, epoch + 1, spec.name))
-            val_acc = evaluate(net, eval_batches, ctx)
+            metrics = task.evaluate(net)
+            last = epoch == spec.epochs - 1
+            if last:
+                metrics.update(task.end_phase(net, spec))
             record = dict(phase=spec.name, phase_index=phase_index, epoch=epoch,
-                          global_epoch=global_epoch, lr=lr, train_loss=stats['train_loss'],
-                          train_acc=stats['train_acc'], val_acc=val_acc,
-                          seconds=stats['seconds'], images=stats['images'],
-                          images_per_s=stats['images'] / max(stats['seconds'], 1e-9))
-            append_jsonl(log_path, record)
+                          global_epoch=global_epoch, lr=lr, seconds=stats['seconds'],
+                          **{task.unit: stats['count'], task.unit + '_per_s': stats['speed']},
+                          **{k: v for k, v in stats.items()
+                             if k not in ('count', 'seconds', 'speed')},
+                          **metrics)
+            extra = {}
+            if plateau is not None:
+                plateau.update(metrics[task.primary_metric])
+                extra = dict(next_lr=plateau.lr, previous_metric=plateau.previous)
+            finished = phase_index == len(phases) - 1 and last
+            # The checkpoint first, holding its log line: a kill between the two leaves a
+            # checkpoint whose line `restore` writes, never a logged epoch without checkpoint.
             save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net, [trainer],
                             dict(meta, phase=spec.name, phase_index=phase_index, epoch=epoch,
                                  phase_mode=int(spec.phase), frozen=spec.frozen, lr=lr,
-                                 val_acc=val_acc,
-                                 finished=(phase_index == len(phases) - 1
-                                           and epoch == spec.epochs - 1)),
+                                 metrics=metrics, finished=finished, record=record, **extra),
                             keep=options.keep_checkpoints)
-            options.print_fn('[%s] epoch %d/%d  lr %.2g  loss %.4f  train %.4f  val %.4f  '
-                             '%.1fs  %.0f img/s'
-                             % (spec.name, epoch + 1, spec.epochs, lr, record['train_loss'],
-                                record['train_acc'], val_acc, record['seconds'],
-                                record['images_per_s']))
+            append_jsonl(log_path, record)
+            shown = ['%s %.4g' % (k, v) for k, v in sorted(metrics.items())
+                     if isinstance(v, (int, float))]
+            say('[%s] epoch %d/%d  lr %.3g  train loss %.4f  %s  %.1fs  %.0f %s/s'
+                % (spec.name, epoch + 1, spec.epochs, lr, stats['train_loss'], '  '.join(shown),
+                   stats['seconds'], stats['speed'], task.unit))
             epoch += 1
             done_here += 1
-            if stop_after_epochs is not None and done_here >= stop_after_epochs and not (
-                    phase_index == len(phases) - 1 and epoch == spec.epochs):
+            if stop_after_epochs is not None and done_here >= stop_after_epochs and not finished:
                 return 'stopped'
         if on_phase_end is not None:
             on_phase_end(spec)

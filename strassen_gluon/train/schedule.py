@@ -35,12 +35,18 @@ class PhaseSpec:
     steps: tuple = ()          # epochs (0-based, within the phase) at which lr is multiplied
     factor: float = 0.1
     frozen: bool = False       # W_b and W_c kept fixed (still ternary in the forward pass)
+    # Plateau policy instead of steps: lr *= factor after an epoch whose primary metric did not
+    # improve on the previous epoch's by more than decay_when (the language model's policy).
+    decay_when: float = None
 
     def __post_init__(self):
         if self.epochs < 0:
             raise ValueError('phase %s: epochs must be >= 0, not %r' % (self.name, self.epochs))
         if not self.lr > 0:
             raise ValueError('phase %s: lr must be positive, not %r' % (self.name, self.lr))
+        if self.decay_when is not None and not self.decay_when >= 0:
+            raise ValueError('phase %s: decay_when must be >= 0, not %r'
+                             % (self.name, self.decay_when))
         if list(self.steps) != sorted(self.steps) or any(s < 0 for s in self.steps):
             raise ValueError('phase %s: steps must be increasing epochs >= 0, not %r'
                              % (self.name, self.steps))

@@ -1,0 +1,46 @@
+"""The library's exceptions. Library code raises them; only the command entry points turn them
+into a message and an exit status (:func:`strassen_gluon.cli.run_command`):
+
+========================  ====  ===============================================================
+exception                 exit  meaning
+========================  ====  ===============================================================
+DataError                 1     data missing or unusable (a file is named in the message)
+RunFolderError            1     a run folder cannot be resumed (a file is named in the message)
+UsageError                2     bad options or configuration
+Diverged                  3     the loss or a parameter became NaN or infinite
+KeyboardInterrupt         130   Ctrl-C; the last complete epoch is saved
+========================  ====  ===============================================================
+"""
+
+
+class StrassenError(Exception):
+    """Base of the library's own errors."""
+    exit_status = 1
+
+
+class DataError(StrassenError):
+    """Data missing or unusable."""
+    exit_status = 1
+
+
+class RunFolderError(StrassenError):
+    """A run folder holds no checkpoint that verifies, or was made by another command."""
+    exit_status = 1
+
+
+class UsageError(StrassenError):
+    """A problem with the options or the configuration, reported in one line."""
+    exit_status = 2
+
+
+class Diverged(StrassenError):
+    """The training loss or a parameter became NaN or infinite."""
+    exit_status = 3
+
+
+EXIT_DONE, EXIT_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Interrupted(StrassenError):
+    """Ctrl-C during training; the message says how to resume."""
+    exit_status = EXIT_INTERRUPTED

@@ -1,0 +1,106 @@
+"""Every use of a private MXNet / Gluon attribute, in one place.
+
+Gluon 1.x has no public way to list a block's own parameters or children, to drop a hybridized
+block's cached graph, to read a convolution's options or an RNN layer's geometry, to call a
+hybridized block imperatively without losing its cached graph, or to replace a Trainer's
+gradient reduction. The library needs each of these; they are written here against MXNet
+``WRITTEN_FOR`` and nowhere else, so a new MXNet release means reading this one file.
+Importing the module with another MXNet version warns once.
+"""
+import warnings
+from contextlib import contextmanager
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import HybridBlock, nn, rnn
+
+WRITTEN_FOR = '1.9.1'
+
+if mx.__version__ != WRITTEN_FOR:
+    warnings.warn('strassen_gluon.gluon_compat was written for MXNet %s, this is %s: the private '
+                  'Gluon attributes it reads may have changed' % (WRITTEN_FOR, mx.__version__))
+
+# Gluon's base classes of convolutions and recurrent layers are private; they are the only way
+# to recognise every Conv1D/2D/3D(Transpose) and RNN/LSTM/GRU layer by type.
+CONV_TYPE = nn.conv_layers._Conv
+RNN_TYPE = rnn.rnn_layer._RNNLayer
+
+
+def own_params(block):
+    """The parameters registered on `block` itself (not its children), by attribute name."""
+    return dict(block._reg_params)
+
+
+def children(block):
+    """The direct child blocks of `block`, in registration order."""
+    return list(block._children.values())
+
+
+def clear_cached_graph(block):
+    """Drop the cached graph of a hybridized block (and only its own)."""
+    if isinstance(block, HybridBlock):
+        block._clear_cached_op()
+
+
+def is_initialized(param):
+    """True when `param` holds data (False while its initialisation is deferred or not done)."""
+    return param._data is not None
+
+
+def conv_options(block):
+    """kernel, strides, padding, dilation, groups, channels, in_channels, transposed, bias of
+    a Gluon convolution (Conv1D/2D/3D or their transposes)."""
+    kw = block._kwargs
+    transposed = block._op_name == 'Deconvolution'
+    weight_shape = block.weight.shape
+    return dict(kernel=tuple(kw['kernel']), strides=tuple(kw['stride']), padding=tuple(kw['pad']),
+                dilation=tuple(kw['dilate']), groups=int(kw['num_group']),
+                channels=int(block._channels), transposed=transposed,
+                in_channels=int(block._in_channels) or (
+                    weight_shape[0] if transposed else weight_shape[1] * int(kw['num_group'])),
+                use_bias=block.bias is not None, layout=kw.get('layout', 'NCHW'),
+                activation=getattr(block, 'act', None))
+
+
+def rnn_options(block):
+    """mode, hidden_size, num_layers, directions, layout, projection_size, input_size of a
+    Gluon RNN/LSTM/GRU layer."""
+    return dict(mode=block._mode, hidden_size=block._hidden_size, num_layers=block._num_layers,
+                directions=block._dir, layout=block._layout,
+                projection_size=getattr(block, '_projection_size', None),
+                input_size=block._input_size)
+
+
+@contextmanager
+def imperative(net):
+    """Run every HybridBlock of `net` imperatively inside the block (forward hooks fire), keeping
+    their cached graphs: hybridize(False) would drop them."""
+    blocks = []
+    net.apply(lambda b: blocks.append((b, b._active)) if isinstance(b, HybridBlock) else None)
+    try:
+        for block, _ in blocks:
+            block._active = False
+        yield net
+    finally:
+        for block, active in blocks:
+            block._active = active
+
+
+class ReducingTrainer(gluon.Trainer):
+    """A Trainer whose gradient reduction is `reduce(params)` instead of its kvstore's.
+
+    Gluon calls the private ``_allreduce_grads`` inside ``step``; overriding it is the only hook.
+    `reduce` receives the trainer's parameters in order.
+    """
+
+    def __init__(self, params, optimizer, optimizer_params, reduce, batch_scale=1):
+        super().__init__(params, optimizer, optimizer_params, kvstore=None)
+        self._reduce = reduce
+        self._batch_scale = batch_scale
+
+    def step(self, batch_size, ignore_stale_grad=False):
+        """`batch_size` is this process's batch; the reduced gradient covers batch_scale times it."""
+        super().step(batch_size * self._batch_scale, ignore_stale_grad)
+
+    def _allreduce_grads(self):
+        self._reduce(self._params)

@@ -3,18 +3,18 @@
     .venv/bin/python bench/cifar_short.py --data_dir ../shared/data/cifar10 --subset 10000 \\
         --epochs_fp 1 --epochs_quant 1 --epochs_frozen 1
 
-Both models train on the same class-balanced subset with the same seed through the command
-``python -m strassen_gluon.cifar10`` (in process); the Strassen model runs its three phases and
-the dense model one phase of as many epochs in total, with the learning rate of the Strassen run's
-phases epoch by epoch (0.1, then 0.01 and 0.001 where the ternary and frozen phases start). Prints both accuracies side by side with
-the training images/s of each, and the images/s of the input pipeline alone (batches built and
+Both models train on the same class-balanced subset with the same seed through
+``strassen_gluon.cifar10.train``; the Strassen model runs its three phases and the dense model
+one phase of as many epochs in total, both with the same learning rate epoch by epoch: 0.1
+through the Strassen run's first phase (no step inside it), then 0.01 where its ternary phase
+starts and 0.001 where its frozen phase starts. Prints both accuracies side by side with the
+training images/s of each, and the images/s of the input pipeline alone (batches built and
 augmented, the device synchronised, no model), so the two can be compared: if the pipeline is
 many times faster than training, it is not the bottleneck.
 
 Timings are wall-clock on whatever else the machine is doing; say so when quoting them.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,6 +23,7 @@ import mxnet as mx
 
 from strassen_gluon import cifar10
 from strassen_gluon.data import CifarBatches, load_cifar10, subset
+from strassen_gluon.train.run import epoch_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,49 +60,65 @@ def pipeline_images_per_s(data, batch_size, batches, seed):
     return count / (time.time() - start)
 
 
-def train(model, args, epochs, run_name, extra=()):
-    argv = list(extra) + ['--model', model, '--data_dir', args.data_dir, '--train_subset', str(args.subset),
-            '--epochs_fp', str(epochs[0]), '--epochs_quant', str(epochs[1]),
-            '--epochs_frozen', str(epochs[2]), '--batch_size', str(args.batch_size),
-            '--seed', str(args.seed), '--log_dir', args.log_dir, '--run_name', run_name,
-            '--gpu_index', '-1']
-    if args.max_batches:
-        argv += ['--max_batches', str(args.max_batches)]
-    if args.max_eval_batches:
-        argv += ['--max_eval_batches', str(args.max_eval_batches)]
-    rc = cifar10.main(argv)
-    if rc:
-        raise SystemExit('training %s failed (exit status %d)' % (model, rc))
-    with open(os.path.join(args.log_dir, run_name, cifar10.SUMMARY_NAME)) as f:
-        return json.load(f)
+def train(args, run_name, **fields):
+    config = cifar10.CifarConfig(
+        data_dir=args.data_dir, download=False, train_subset=args.subset,
+        batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, run_name=run_name,
+        devices='-1', quiet=True, max_batches=args.max_batches,
+        max_eval_batches=args.max_eval_batches, **fields)
+    return cifar10.train(config)
+
+
+def lr_text(summary):
+    """The learning rate of every epoch as 'rate x epochs' runs, from the run's log."""
+    rates = [r['lr'] for r in epoch_log(summary['run_dir'])]
+    runs = []
+    for rate in rates:
+        if runs and runs[-1][0] == rate:
+            runs[-1][1] += 1
+        else:
+            runs.append([rate, 1])
+    return ' '.join('%gx%d' % (rate, n) for rate, n in runs)
 
 
 def main(argv=None):
     args = parse_args(argv)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     total = args.epochs_fp + args.epochs_quant + args.epochs_frozen
-    st = train('st_resnet20', args, (args.epochs_fp, args.epochs_quant, args.epochs_frozen),
-               'bench-st_resnet20-' + stamp)
-    # The dense model gets the Strassen run's learning rate epoch by epoch (0.1, then 0.01 from
-    # the ternary phase's first epoch, then 0.001 from the frozen phase's).
+    # One learning rate per epoch for both: 0.1, then 0.01 from the ternary phase's first
+    # epoch, then 0.001 from the frozen phase's (no steps inside a phase).
+    st = train(args, 'bench-st_resnet20-' + stamp, model='st_resnet20',
+               epochs_fp=args.epochs_fp, epochs_quant=args.epochs_quant,
+               epochs_frozen=args.epochs_frozen, lr_steps_fp=[], lr_steps_quant=[],
+               lr_steps_frozen=[])
     steps = [args.epochs_fp, args.epochs_fp + args.epochs_quant]
-    fp = train('resnet20', args, (total, 0, 0), 'bench-resnet20-' + stamp,
-               extra=['--lr_steps_fp', ','.join(str(s) for s in steps)])
+    fp = train(args, 'bench-resnet20-' + stamp, model='resnet20', epochs_fp=total,
+               lr_steps_fp=[s for s in steps if 0 < s < total])
     data = subset(load_cifar10(args.data_dir, download=False), args.subset, seed=args.seed)
     pipe = pipeline_images_per_s(data, args.batch_size, args.pipeline_batches, args.seed)
 
+    def acc(summary):
+        return '%.2f%%' % (100 * summary['metrics']['val_acc'])
+
+    def best(summary):
+        return '%.2f%%' % (100 * summary['best']['value'])
     rows = [('', 'st_resnet20', 'resnet20'),
-            ('epochs (phases)', '+'.join(str(v['epochs']) for v in st['phases'].values()),
+            # phase_plan is in training order (summary['phases'] is keyed by name)
+            ('epochs (phases)', '+'.join(str(p['epochs']) for p in st['phase_plan']),
              str(total)),
-            ('final val acc', '%.2f%%' % (100 * st['val_acc']), '%.2f%%' % (100 * fp['val_acc'])),
-            ('best val acc', '%.2f%%' % (100 * st['best_val_acc']),
-             '%.2f%%' % (100 * fp['best_val_acc'])),
-            ('train images/s', '%.0f' % st['images_per_s'], '%.0f' % fp['images_per_s']),
+            ('lr per epoch', lr_text(st), lr_text(fp)),
+            ('final val acc', acc(st), acc(fp)),
+            ('best val acc', best(st), best(fp)),
+            ('train images/s', '%.0f' % st['throughput']['value'],
+             '%.0f' % fp['throughput']['value']),
             ('train seconds', '%.0f' % st['train_seconds'], '%.0f' % fp['train_seconds'])]
     if st.get('cost') and fp.get('cost'):
-        rows += [('mults / image', '{:,}'.format(st['mults']), '{:,}'.format(fp['mults'])),
-                 ('adds / image', '{:,}'.format(st['adds']), '{:,}'.format(fp['adds'])),
-                 ('model size MB', '%.3f' % (st['bits'] / 8e6), '%.3f' % (fp['bits'] / 8e6))]
+        rows += [('mults / image', '{:,}'.format(st['cost']['mults']),
+                  '{:,}'.format(fp['cost']['mults'])),
+                 ('adds / image', '{:,}'.format(st['cost']['adds']),
+                  '{:,}'.format(fp['cost']['adds'])),
+                 ('model size MB', '%.3f' % (st['cost']['bits'] / 8e6),
+                  '%.3f' % (fp['cost']['bits'] / 8e6))]
     width = max(len(r[0]) for r in rows)
     print('\nCIFAR-10, %d training images, full test set%s, CPU'
           % (args.subset, '' if not args.max_eval_batches else ' (first %d batches)'
@@ -109,7 +126,7 @@ def main(argv=None):
     for r in rows:
         print('%-*s  %14s  %14s' % (width, r[0], r[1], r[2]))
     print('input pipeline alone: %.0f images/s (%.1fx the faster model\'s training speed)'
-          % (pipe, pipe / max(st['images_per_s'], fp['images_per_s'])))
+          % (pipe, pipe / max(st['throughput']['value'], fp['throughput']['value'])))
     return 0
 
 

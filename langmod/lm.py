@@ -23,7 +23,7 @@ from strassen_gluon.cli import contexts
 from strassen_gluon.config import Phase, RunConfig
 from strassen_gluon.errors import DataError, Interrupted, UsageError
 from strassen_gluon.models import get_model
-from strassen_gluon.train.build import init_from, model_cost
+from strassen_gluon.train.build import describe_teacher, init_from, model_cost
 from strassen_gluon.train.checkpoint import find_checkpoint, read_meta
 from strassen_gluon.train.distill import distillation_loss
 from strassen_gluon.train.loop import LoopOptions, Task, restore, run_phases, seed_everything
@@ -362,6 +362,8 @@ def train(config, explicit=None, command=None, say=None):
         teacher = load_teacher(config.teacher_model, config, vocab, ctx)
     if config.dist_lambda == 0:
         teacher = None
+    if teacher is not None:
+        say(describe_teacher(config, teacher))
     write_run(run_dir, record, model=name, model_kwargs=kwargs, files=corpus.files,
               vocab=vocab_info(vocab))
     net.hybridize()

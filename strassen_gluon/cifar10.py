@@ -27,7 +27,7 @@ from .config import RunConfig
 from .data import CifarBatches, load_cifar10, subset
 from .errors import Interrupted, UsageError
 from .models import resnet_cifar, vgg_cifar
-from .train.build import build_model, init_from, model_cost
+from .train.build import build_model, describe_teacher, init_from, model_cost
 from .train.classify import ClassificationTask
 from .train.loop import LoopOptions, restore, run_phases, seed_everything
 from .train.phases import enter_phase, has_spn
@@ -275,6 +275,8 @@ def train(config, explicit=None, command=None, say=print):
         teacher = load_teacher(config.teacher_model, ctx, say)
     if config.dist_lambda == 0:
         teacher = None
+    if teacher is not None:
+        say(describe_teacher(config, teacher))
     write_run(run_dir, record, model=config.model, model_kwargs=kwargs)
 
     start, ckpt = restore(net, run_dir, phases, ctx)

@@ -45,7 +45,7 @@ from .data.imagenet import RecordBatches
 from .errors import Interrupted, UsageError
 from .gluon_compat import ReducingTrainer
 from .layers import SPNBlock
-from .train.build import build_model, init_from, model_cost
+from .train.build import build_model, describe_teacher, init_from, model_cost
 from .train.classify import ClassificationTask
 from .train.loop import LoopOptions, restore, run_phases, seed_everything
 from .train.phases import enter_phase, has_spn, trainable_params
@@ -405,6 +405,8 @@ def train(config, explicit=None, command=None, say=None):
         teacher = load_teacher(config.teacher_model, ctx, say)
     if config.dist_lambda == 0:
         teacher = None
+    if teacher is not None:
+        say(describe_teacher(config, teacher))
     write_run(run_dir, record, model=config.model, model_kwargs=kwargs)
     start, checkpoint = restore(net, run_dir, phases, ctx)
     if checkpoint is not None:

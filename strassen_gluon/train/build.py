@@ -48,7 +48,7 @@ def init_from(spec, net, model_name, ctx, calibration, download=True, say=print)
                                 else 'no such folder'))
         source = read_meta(ckpt).get('model')
         check_dense_twin(model_name, source, source='--init_from %s' % ckpt)
-        dense = load_teacher(ckpt, ctx, say)
+        dense = load_teacher(ckpt, ctx, say=lambda *a: None)
         reports = transfer_dense(dense, net, calibration=calibration)
     exact = sum(1 for r in reports if r.exact)
     errors = sorted(r.relative_error for r in reports if not r.exact)
@@ -57,6 +57,14 @@ def init_from(spec, net, model_name, ctx, calibration, download=True, say=print)
         ', the others at median relative error %.3g' % errors[len(errors) // 2] if errors
         else ''))
     return dense, reports
+
+
+def describe_teacher(config, teacher):
+    """The line a command prints about its distillation teacher ('' without one)."""
+    if teacher is None:
+        return 'no distillation teacher'
+    return 'distillation teacher: %s (dist_lambda %g, dist_temp %g)' % (
+        config.teacher_model or config.init_from, config.dist_lambda, config.dist_temp)
 
 
 def model_cost(net, input_shape=None, inputs=None):

@@ -57,31 +57,19 @@ from math import ceil, prod
 
 import mxnet as mx
 from mxnet import autograd, nd
-from mxnet.gluon import HybridBlock, nn, rnn
+from mxnet.gluon import nn
 
 from .config import Phase
-from .layers import SPNBlock, SPNConv2D, SPNLSTM
+from .gluon_compat import (CONV_TYPE, RNN_TYPE, children, conv_options, imperative, own_params,
+                           rnn_options)
+from .layers import SPNBlock
+from .layers.cost import FP_BITS, GATES, TERNARY_BITS, params_bits, recurrent_rows, size as _size
 from .models import get_model, list_models
 
-FP_BITS = 32
-TERNARY_BITS = 2
 DEFAULT_INPUT_SHAPE = (1, 3, 32, 32)
 IMAGENET_INPUT_SHAPE = (1, 3, 224, 224)
 
-# Elementwise work of one recurrent cell per unit and step: (mults, adds).
-_CELL_OPS = {'lstm': (3, 1), 'rnn_tanh': (0, 0), 'rnn_relu': (0, 0)}
-_GATES = {'lstm': 4, 'rnn_tanh': 1, 'rnn_relu': 1}
-
-_LEAF_TYPES = (SPNBlock, nn.BatchNorm, nn.conv_layers._Conv, nn.Dense,
-               rnn.rnn_layer._RNNLayer, nn.Embedding)
-
-
-def _size(shape):
-    return int(prod(shape))
-
-
-def _params_bits(params, bits=FP_BITS):
-    return bits * sum(_size(p.shape) for p in params)
+_LEAF_TYPES = (SPNBlock, nn.BatchNorm, CONV_TYPE, nn.Dense, RNN_TYPE, nn.Embedding)
 
 
 def _shape(value):
@@ -95,113 +83,31 @@ def _shape(value):
 # Each counter gets the block, the shapes of one call and the phase to count SPN layers in, and
 # returns a list of rows (dicts): ops of that call, size of the layer.
 
-def _spn_bits(phase, wb_size, wc_size, scale_size, bias_size):
-    """Bits of an SPN: W_b and W_c ternary or not by phase; ã and the bias full precision."""
-    b_bits = TERNARY_BITS if phase.ternary_b else FP_BITS
-    c_bits = TERNARY_BITS if phase.ternary_c else FP_BITS
-    return b_bits * wb_size + c_bits * wc_size + FP_BITS * (scale_size + bias_size)
-
-
-def _has_spn_batchnorm(block):
-    return bool(getattr(block, 'batch_norm', False))
-
-
-def count_spn_conv(block, in_shapes, out_shape, phase):
-    n, c_out, h, w = out_shape
-    c_in = block.in_channels
-    (kh, kw), (kbh, kbw) = block.kernel, block.kernel_b
-    row = {'type': 'conv', 'spn': phase != Phase.DENSE, 'phase': phase.name.lower(),
-           'r': block.r, 'out_patch': block.out_patch, 'groups': block.groups,
-           'kernel': list(block.kernel), 'strides': list(block.strides),
-           'in_channels': c_in, 'channels': c_out}
-    if phase == Phase.DENSE:
-        macs = n * c_out * h * w * c_in * kh * kw
-        bias = c_out if block.use_bias else 0
-        row.update(mults=macs, adds=macs, bits=FP_BITS * (c_out * c_in * kh * kw + bias))
-        return [row]
-    r, p = block.r, block.out_patch
-    blocks = n * ceil(h / p) * ceil(w / p)
-    # One addition per weight slot of W_b and W_c per p x p block.
-    wb = r * (c_in // block.groups) * kbh * kbw
-    wc = 0 if block.identity_out else p * p * c_out * r
-    has_bias = block.use_bias or _has_spn_batchnorm(block)
-    row.update(mults=r * blocks, adds=(wb + wc) * blocks,
-               bits=_spn_bits(phase, wb, wc, r, p * p * c_out if has_bias else 0))
-    return [row]
-
-
-def count_spn_dense(block, in_shapes, out_shape, phase):
-    if not all(hasattr(block, a) for a in ('units', 'in_units', 'r', 'use_bias')):
+def count_spn(block, in_shapes, out_shape, phase):
+    """An SPN layer reports its own cost (SPNBlock.cost)."""
+    if not hasattr(block, 'cost'):
         raise TypeError('no counter for the SPN layer %s (%s)' % (block.name, type(block).__name__))
-    rows = _size(out_shape) // block.units
-    units, in_units, r = block.units, block.in_units, block.r
-    row = {'type': 'dense', 'spn': phase != Phase.DENSE, 'phase': phase.name.lower(), 'r': r,
-           'in_units': in_units, 'units': units}
-    if phase == Phase.DENSE:
-        macs = rows * units * in_units
-        bias = units if block.use_bias else 0
-        row.update(mults=macs, adds=macs, bits=FP_BITS * (units * in_units + bias))
-        return [row]
-    wb, wc = r * in_units, 0 if block.identity_out else units * r
-    has_bias = block.use_bias or _has_spn_batchnorm(block)
-    row.update(mults=rows * r, adds=rows * (wb + wc),
-               bits=_spn_bits(phase, wb, wc, r, units if has_bias else 0))
-    return [row]
-
-
-def _recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode='lstm'):
-    """Rows for a recurrent layer: its matrices, then the cells' elementwise products."""
-    gates = _GATES[mode]
-    spn = isinstance(block, SPNLSTM) and phase != Phase.DENSE
-    matrix = {'type': 'lstm' if mode == 'lstm' else 'rnn', 'spn': spn, 'steps': steps,
-              'num_layers': len(layer_inputs), 'hidden_size': hidden}
-    if spn:
-        r = block.r
-        matrix.update(phase=phase.name.lower(), r=r)
-        # Per layer, gates x (i2h, h2h) SPNs: W_b is r x in (in = n_in or hidden), W_c hidden x r.
-        wc = 0 if block.identity_out else 2 * gates * hidden * r
-        per_step = sum(gates * r * 2 for _ in layer_inputs)
-        adds = sum(gates * r * (n_in + hidden) + wc for n_in in layer_inputs)
-        bits = sum(_spn_bits(phase, gates * r * (n_in + hidden), wc, gates * 2 * r,
-                             gates * 2 * hidden) for n_in in layer_inputs)
-        matrix.update(mults=steps * per_step, adds=steps * adds, bits=bits)
-    else:
-        if isinstance(block, SPNLSTM):
-            matrix['phase'] = phase.name.lower()
-        macs = directions * sum(gates * hidden * (n_in + hidden) for n_in in layer_inputs)
-        bits = FP_BITS * directions * sum(gates * hidden * (n_in + hidden) + 2 * gates * hidden
-                                          for n_in in layer_inputs)
-        matrix.update(mults=steps * macs, adds=steps * macs, bits=bits)
-    cell_mults, cell_adds = _CELL_OPS[mode]
-    units = directions * hidden * len(layer_inputs)
-    cell = {'type': mode + '_cell', 'spn': False, 'steps': steps, 'suffix': '_cell',
-            'mults': steps * cell_mults * units, 'adds': steps * cell_adds * units, 'bits': 0}
-    return [matrix, cell] if mode == 'lstm' else [matrix]
-
-
-def count_spn_lstm(block, in_shapes, out_shape, phase):
-    steps = in_shapes[0][0] * in_shapes[0][1]  # (T, N, C)
-    hidden = block.hidden_size
-    layer_inputs = [block.input_size] + [hidden] * (block.num_layers - 1)
-    return _recurrent_rows(block, steps, layer_inputs, hidden, 1, phase)
+    return block.cost(in_shapes, out_shape, phase)
 
 
 def count_rnn_layer(block, in_shapes, out_shape, phase):
-    mode = block._mode
-    if mode not in _GATES or block._projection_size:
+    o = rnn_options(block)
+    mode = o['mode']
+    if mode not in GATES or o['projection_size']:
         raise NotImplementedError('counting %s layers (mode %r%s) is not implemented'
                                   % (type(block).__name__, mode,
-                                     ', with projection' if block._projection_size else ''))
-    layout, shape = block._layout, in_shapes[0]
+                                     ', with projection' if o['projection_size'] else ''))
+    layout, shape = o['layout'], in_shapes[0]
     steps = shape[layout.find('T')] * shape[layout.find('N')]
-    hidden, directions = block._hidden_size, block._dir
-    layer_inputs = [shape[layout.find('C')]] + [hidden * directions] * (block._num_layers - 1)
-    return _recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode)
+    hidden, directions = o['hidden_size'], o['directions']
+    layer_inputs = [shape[layout.find('C')]] + [hidden * directions] * (o['num_layers'] - 1)
+    return recurrent_rows(None, steps, layer_inputs, hidden, directions, phase, mode)
 
 
 def count_conv(block, in_shapes, out_shape, phase):
     weight = block.weight.shape
-    transposed = block._op_name == 'Deconvolution'
+    o = conv_options(block)
+    transposed = o['transposed']
     # Each output (input, for a transposed conv) element meets weight.size / c_out (c_in) weights.
     if transposed:
         macs = _size(in_shapes[0]) * _size(weight) // weight[0]
@@ -209,9 +115,9 @@ def count_conv(block, in_shapes, out_shape, phase):
         macs = _size(out_shape) * _size(weight) // weight[0]
     params = [block.weight] + ([block.bias] if block.bias is not None else [])
     return [{'type': 'deconv' if transposed else 'conv', 'spn': False, 'mults': macs,
-             'adds': macs, 'bits': _params_bits(params), 'kernel': list(block._kwargs['kernel']),
-             'strides': list(block._kwargs['stride']), 'in_channels': weight[1 - transposed],
-             'channels': block._channels}]
+             'adds': macs, 'bits': params_bits(params), 'kernel': list(o['kernel']),
+             'strides': list(o['strides']), 'in_channels': weight[1 - transposed],
+             'channels': o['channels']}]
 
 
 def count_dense(block, in_shapes, out_shape, phase):
@@ -219,7 +125,7 @@ def count_dense(block, in_shapes, out_shape, phase):
     macs = _size(out_shape) // units * units * in_units
     params = [block.weight] + ([block.bias] if block.bias is not None else [])
     return [{'type': 'dense', 'spn': False, 'mults': macs, 'adds': macs,
-             'bits': _params_bits(params), 'in_units': in_units, 'units': units}]
+             'bits': params_bits(params), 'in_units': in_units, 'units': units}]
 
 
 def count_batchnorm(block, in_shapes, out_shape, phase):
@@ -231,14 +137,12 @@ def count_batchnorm(block, in_shapes, out_shape, phase):
 
 def count_embedding(block, in_shapes, out_shape, phase):
     return [{'type': 'embedding', 'spn': False, 'mults': 0, 'adds': 0,
-             'bits': _params_bits([block.weight])}]
+             'bits': params_bits([block.weight])}]
 
 
-_COUNTERS = ((SPNConv2D, count_spn_conv), (SPNLSTM, count_spn_lstm),
-             # Any other SPN layer with units / in_units / r counts as an SPN dense layer.
-             (SPNBlock, count_spn_dense),
-             (nn.BatchNorm, count_batchnorm), (nn.conv_layers._Conv, count_conv),
-             (nn.Dense, count_dense), (rnn.rnn_layer._RNNLayer, count_rnn_layer),
+_COUNTERS = ((SPNBlock, count_spn),
+             (nn.BatchNorm, count_batchnorm), (CONV_TYPE, count_conv),
+             (nn.Dense, count_dense), (RNN_TYPE, count_rnn_layer),
              (nn.Embedding, count_embedding))
 
 
@@ -266,9 +170,9 @@ def _leaves(net):
         if isinstance(block, _LEAF_TYPES):
             leaves.append(block)
             return
-        if block._reg_params:
+        if own_params(block):
             unknown.append(block)
-        for child in block._children.values():
+        for child in children(block):
             walk(child)
     walk(net)
     return leaves, unknown
@@ -293,20 +197,13 @@ def _run_with_hooks(net, inputs, blocks):
     def hook(block, args, output):
         calls.append((block, [_shape(a) if a is not None else None for a in args],
                       _shape(output)))
-    hybrid = []
-    net.apply(lambda b: hybrid.append((b, b._active)) if isinstance(b, HybridBlock) else None)
     try:
         for block in blocks:
             handles.append(block.register_forward_hook(hook))
-        # Hooks only fire on imperative calls: switch hybridization off without clearing the
-        # cached graphs (hybridize(False) would), and put it back afterwards.
-        for block, _ in hybrid:
-            block._active = False
-        with autograd.pause(train_mode=False):
+        # Hooks only fire on imperative calls.
+        with imperative(net), autograd.pause(train_mode=False):
             net(*inputs)
     finally:
-        for block, active in hybrid:
-            block._active = active
         for handle in handles:
             handle.detach()
     return calls
@@ -346,7 +243,7 @@ def count_model(net, input_shape=None, inputs=None, phase=None):
     for block, in_shapes, out_shape in calls:
         if block in unknown:
             new = [{'type': type(block).__name__.lower(), 'spn': False, 'mults': 0, 'adds': 0,
-                    'bits': _params_bits(block._reg_params.values()), 'uncounted_ops': True}]
+                    'bits': params_bits(own_params(block).values()), 'uncounted_ops': True}]
             warnings.warn('count_model: no counter for %s (%s); only its size is counted'
                           % (block.name, type(block).__name__))
         else:

@@ -104,3 +104,68 @@ class ReducingTrainer(gluon.Trainer):
 
     def _allreduce_grads(self):
         self._reduce(self._params)
+
+
+def named_children(block):
+    """(name, child) for the direct children of `block`, in registration order (the names
+    save_parameters uses for structural paths)."""
+    return list(block._children.items())
+
+
+def replace_child(parent, name, old, new):
+    """Make `new` take `old`'s place in `parent` under `name`: in the child table and wherever
+    the parent's forward can reach it (an attribute, or a list or dict attribute)."""
+    parent.register_child(new, name)  # the same key keeps the order of the children
+    for attr, value in list(vars(parent).items()):
+        if value is old:
+            # Block.__setattr__ refuses a change of type (Conv2D -> SPNConv2D); the child table
+            # is already updated, so set the attribute around it.
+            object.__setattr__(parent, attr, new)
+        elif isinstance(value, list):
+            value[:] = [new if item is old else item for item in value]
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if item is old:
+                    value[key] = new
+
+
+def layer_options(layer):
+    """The constructor options a Dense, BatchNorm or convolution layer keeps: units / in_units /
+    flatten; the batch norm's operator options; the convolution's operator options plus
+    channels / in_channels."""
+    if isinstance(layer, nn.Dense):
+        return dict(units=layer._units, in_units=layer._in_units, flatten=layer._flatten)
+    if isinstance(layer, nn.BatchNorm):
+        return dict(layer._kwargs)
+    return dict(layer._kwargs, channels=layer._channels, in_channels=layer._in_channels)
+
+
+def clear_cached_graphs(net):
+    """Drop the cached graph of every hybridized block of `net`."""
+    net.apply(clear_cached_graph)
+
+
+@contextmanager
+def imperative_uncached(net):
+    """Like :func:`imperative`, and the cached graphs are dropped before and after, so a graph
+    built while weights or phases change inside the block is never reused."""
+    clear_cached_graphs(net)
+    try:
+        with imperative(net):
+            yield net
+    finally:
+        clear_cached_graphs(net)
+
+
+# For tests that check a block is left as it was.
+def cached_graph(block):
+    """The cached graph (CachedOp) of a hybridized block, None before its first call."""
+    return block._cached_op
+
+
+def is_hybridized(block):
+    return bool(block._active)
+
+
+def forward_hooks(block):
+    return list(block._forward_hooks.values())

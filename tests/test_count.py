@@ -11,6 +11,7 @@ from mxnet.gluon import nn, rnn
 
 from strassen_gluon import Phase, SPNConv2D, SPNDense, SPNLSTM, set_phase, spn_layers
 from strassen_gluon.count import count_layer, count_model, example_inputs, main
+from strassen_gluon.gluon_compat import cached_graph, forward_hooks, is_hybridized
 from strassen_gluon.export import export_layer
 from strassen_gluon.models import get_model, list_models
 
@@ -264,15 +265,15 @@ def test_count_leaves_net_unchanged():
     net.hybridize()
     x = nd.random.uniform(shape=(2, 3, 32, 32))
     before = net(x).asnumpy()
-    cached = net._cached_op
+    cached = cached_graph(net)
     bn = [b for b in net.collect_params().values() if b.name.endswith('running_mean')][0]
     stats = bn.data().asnumpy().copy()
 
     count_model(net, (1, 3, 32, 32), phase='dense')
 
-    assert net._cached_op is cached and net._active
+    assert cached_graph(net) is cached and is_hybridized(net)
     hooks = []
-    net.apply(lambda b: hooks.append(len(b._forward_hooks)))
+    net.apply(lambda b: hooks.append(len(forward_hooks(b))))
     assert not any(hooks)
     assert all(layer.phase == Phase.TERNARY for layer in spn_layers(net))
     np.testing.assert_array_equal(bn.data().asnumpy(), stats)
@@ -347,3 +348,20 @@ def test_cli_language_model_per_time_step(capsys):
 
     main(['--model', 'charlm'] + LM_SETTINGS)
     assert 'charlm_lstm_cell' in capsys.readouterr().out
+
+
+def test_spn_layers_report_their_own_cost():
+    """count asks each SPN layer (its public cost method); the numbers follow SPEC 5.1."""
+    layer = SPNConv2D(16, 3, padding=1, in_channels=8, nbr_mul=1, out_patch=2)
+    layer.initialize()
+    (row,) = layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32), Phase.TERNARY)
+    blocks = 16 * 16                                  # 2x2 output blocks of a 32x32 map
+    kb = (2 - 1) * 1 + 3                              # W_b's enlarged kernel
+    assert row['mults'] == 16 * blocks
+    assert row['adds'] == (16 * 8 * kb * kb + 2 * 2 * 16 * 16) * blocks
+    assert row['bits'] == 2 * (16 * 8 * kb * kb + 4 * 16 * 16) + 32 * (16 + 4 * 16)
+    (dense,) = layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32), 'dense')
+    assert dense['mults'] == 32 * 32 * 16 * 8 * 9 and dense['spn'] is False
+    assert layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32)) == \
+        layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32), layer.phase)
+    assert count_layer(layer, [(1, 8, 32, 32)], (1, 16, 32, 32), Phase.TERNARY) == [row]

@@ -82,7 +82,7 @@ def test_st_resnet18_every_convolution_is_an_spn():
         assert layer.groups == 4
         assert layer.r == int(nbr_mul[layer.channels] * layer.channels)
     assert all(s.out_patch == 2 for s in spns[1:] if s.kernel == (3, 3))
-    assert not isinstance(net.output, SPNBlock) and net.output._units == 10  # FC stays dense
+    assert not isinstance(net.output, SPNBlock) and net.output.weight.shape[0] == 10  # FC stays dense
     net.initialize()
     assert net(mx.nd.random.uniform(shape=(2, 3, 64, 64))).shape == (2, 10)
 

@@ -5,6 +5,7 @@ import pytest
 from mxnet.gluon import nn
 
 from strassen_gluon import Phase, SPNConv2D, SPNDense, set_phase, spn_layers
+from strassen_gluon.gluon_compat import children, conv_options
 from strassen_gluon.models import get_model, list_models
 from strassen_gluon.models.resnet_cifar import CIFARResNetV1, blocks_per_stage, per_stage
 
@@ -26,8 +27,9 @@ def topology(net):
     if isinstance(net, SPNConv2D):
         return ('conv', net.channels, net.kernel, net.strides)
     if type(net) is nn.Conv2D:
-        return ('conv', net._channels, net._kwargs['kernel'], net._kwargs['stride'])
-    return (type(net).__name__, [topology(child) for child in net._children.values()])
+        o = conv_options(net)
+        return ('conv', o['channels'], o['kernel'], o['strides'])
+    return (type(net).__name__, [topology(child) for child in children(net)])
 
 
 def images(n=2, seed=0):
@@ -79,7 +81,7 @@ def test_resnet_baseline_and_strassen_share_the_topology():
     for net in (st, fp):
         # Thumbnail stem: a bare convolution, directly followed by the first stage.
         assert isinstance(net.features[1], nn.HybridSequential)
-        assert isinstance(net.output, nn.Dense) and net.output._units == 10
+        assert isinstance(net.output, nn.Dense) and net.output.weight.shape[0] == 10
         assert net.output.weight.shape == (10, 64)
 
 

@@ -156,8 +156,8 @@ def test_trainer_covers_exactly_the_trained_parameters():
     enter_phase(net, make_phase('ternary'))
     assert layer.wb.name in set(trainable_params(net))
     trainer = make_trainer(net, 0.01)
-    assert trainer.learning_rate == 0.01 and trainer._optimizer.momentum == 0.9
-    assert trainer._optimizer.wd == 1e-4
+    assert trainer.learning_rate == 0.01 and trainer.optimizer.momentum == 0.9
+    assert trainer.optimizer.wd == 1e-4
 
 
 def test_scales_stay_clipped_after_each_step():

@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from ..config import Phase
 from ..layers import SPNConv2D, SPNDense, SPNLSTM, set_phase, spn_layers
 from ..layers.spn import SCALE_MAX
-from .walk import ConversionError, gluon_imperative, gluon_layer_options, param_state
+from .walk import ConversionError, imperative_uncached, layer_options, param_state
 
 _EXTRA_SEED = 12345
 
@@ -473,7 +473,7 @@ def _calibrate(net, prepared, norms, calibration):
     for layer in layers:
         set_phase(layer, Phase.FULL)
     try:
-        with gluon_imperative(net), autograd.train_mode():
+        with imperative_uncached(net), autograd.train_mode():
             net(*inputs)
     finally:
         for handle in handles:
@@ -495,11 +495,11 @@ def _running_stats(net, exclude):
 
 
 def norm_axis(norm):
-    return gluon_layer_options(norm).get('axis', 1)
+    return layer_options(norm).get('axis', 1)
 
 
 def norm_eps(norm):
-    return gluon_layer_options(norm).get('eps', 1e-5)
+    return layer_options(norm).get('eps', 1e-5)
 
 
 def set_passthrough_norm(norm, stats):
@@ -522,7 +522,7 @@ def set_passthrough_norm(norm, stats):
 def batchnorm_affine(norm):
     """(scale, shift) of an nn.BatchNorm in inference mode: y = scale·x + shift per channel."""
     eps = norm_eps(norm)
-    fix_gamma = gluon_layer_options(norm).get('fix_gamma', False)
+    fix_gamma = layer_options(norm).get('fix_gamma', False)
     gamma = np.ones(norm.gamma.shape) if fix_gamma else norm.gamma.data().asnumpy()
     scale = gamma / np.sqrt(norm.running_var.data().asnumpy() + eps)
     shift = norm.beta.data().asnumpy() - norm.running_mean.data().asnumpy() * scale

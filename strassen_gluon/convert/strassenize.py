@@ -8,8 +8,8 @@ from mxnet import autograd, nd
 from ..config import Phase
 from ..layers import SPNConv2D, SPNDense
 from .initialise import init_from_dense, init_spn_from_dense
-from .walk import (ConversionError, describe, gluon_clear_cached_graphs, gluon_held_in_tuple,
-                   gluon_replace_child, named_blocks, param_state)
+from .walk import (ConversionError, describe, clear_cached_graphs, held_in_tuple,
+                   replace_child, named_blocks, param_state)
 
 LAST_DENSE = 'last_dense'
 
@@ -61,7 +61,7 @@ def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
     kept = _kept(specs, keep_dense)
     problems, converted = [], []
     for spec in specs:
-        if spec.problem is None and any(gluon_held_in_tuple(parent, spec.layer)
+        if spec.problem is None and any(held_in_tuple(parent, spec.layer)
                                         for parent, _ in places[id(spec.layer)]):
             spec = _with_problem(spec, 'kept in a tuple by its parent')
         if spec.problem is not None:
@@ -79,7 +79,7 @@ def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
             continue
         ready = _copy_dense(spec, spn)
         for parent, key in places[id(spec.layer)]:
-            gluon_replace_child(parent, key, spec.layer, spn)
+            replace_child(parent, key, spec.layer, spn)
         converted.append((spec.name, spn, ready))
     if problems:
         warnings.warn('strassenize left %d layer(s) dense, they cannot be converted: %s'
@@ -88,7 +88,7 @@ def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
     if ready_layers:
         init_spn_from_dense(net, calibration, layers=ready_layers,
                             names={id(spn): name for name, spn, _ in converted})
-    gluon_clear_cached_graphs(net)
+    clear_cached_graphs(net)
     return net
 
 

@@ -27,7 +27,7 @@ from ..layers import SPNConv2D, SPNDense, SPNLSTM
 from ..models import list_models
 from .initialise import batchnorm_affine, init_spn_from_dense
 from .walk import (ConversionError, TransferError, WeightsUnavailableError,
-                   gluon_clear_cached_graphs, gluon_layer_options, named_blocks, own_params,
+                   clear_cached_graphs, layer_options, named_blocks, own_params,
                    param_state)
 
 GLUONCV_PREFIX = 'gluoncv:'
@@ -124,7 +124,7 @@ def _copy(src, dst, d, s, what):
 
 def _check_conv(d, s):
     conv, spn = d[1], s[1]
-    o = gluon_layer_options(conv)
+    o = layer_options(conv)
     for what, dense_value, spn_value in (('strides', o['stride'], spn.strides),
                                          ('padding', o['pad'], spn.padding),
                                          ('kernel', o['kernel'], spn.kernel),
@@ -143,7 +143,7 @@ def _transfer_pair(d, s):
             _check_conv(d, s)
         elif dense.act is not None:
             _mismatch(d, s, 'the dense layer has a fused activation')
-        elif gluon_layer_options(dense)['flatten'] != spn.flatten:
+        elif layer_options(dense)['flatten'] != spn.flatten:
             _mismatch(d, s, 'flatten differs')
         if (dense.bias is None) != (spn.bias is None):
             _mismatch(d, s, 'one has a bias, the other not')
@@ -200,7 +200,7 @@ def transfer_dense(dense_net, spn_net, calibration=None):
                                   names={id(s[1]): s[0] for _, s in pairs},
                                   output_affines=affines,
                                   passthrough_norms=[s[1] for s in extra])
-    gluon_clear_cached_graphs(spn_net)
+    clear_cached_graphs(spn_net)
     return reports
 
 

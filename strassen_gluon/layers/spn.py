@@ -27,7 +27,9 @@ from mxnet import initializer
 from mxnet.gluon import HybridBlock
 
 from ..config import Phase
+from ..gluon_compat import clear_cached_graph, own_params
 from ..quant import fake_quantize, get_quantizer
+from .cost import spn_conv_cost, spn_dense_cost
 
 SCALE_MAX = 100.0
 BN_EPS = 1e-3
@@ -125,6 +127,15 @@ class SPNBlock(HybridBlock):
         """The SPN batch norm's running mean and variance (none without a batch norm)."""
         return []
 
+    def cost(self, in_shapes, out_shape, phase=None):
+        """Multiplications, additions and bits of one call with these shapes, as rows (dicts
+        with type, spn, mults, adds, bits, ...; see layers/cost.py and strassen_gluon.count),
+        counted in `phase` (default: the layer's own)."""
+        phase = self._phase if phase is None else Phase.parse(phase)
+        return self.cost_formula(self, in_shapes, out_shape, phase)
+
+    cost_formula = None  # subclasses: a function of layers/cost.py
+
     @property
     def phase(self):
         return self._phase
@@ -161,16 +172,16 @@ class SPNBlock(HybridBlock):
 
     def bias_params(self):
         """Biases: full precision and used in every phase."""
-        return [p for p in self._reg_params.values() if p.name.endswith('bias')]
+        return [p for p in own_params(self).values() if p.name.endswith('bias')]
 
     def _unused_params(self):
         """Short names of the parameters that the current phase's graph does not read."""
         dense = {id(p) for p in self.dense_params()}
         both = {id(p) for p in self.bias_params()}
         if self._phase == Phase.DENSE:
-            return [name for name, p in self._reg_params.items()
+            return [name for name, p in own_params(self).items()
                     if id(p) not in dense and id(p) not in both]
-        return [name for name, p in self._reg_params.items() if id(p) in dense]
+        return [name for name, p in own_params(self).items() if id(p) in dense]
 
     def _maybe_quantize(self, F, w, ternary, axis=None):
         return fake_quantize(F, w, self._quantizer, axis) if ternary else w
@@ -221,6 +232,8 @@ class SPNConv2D(_SPNWithBatchNorm):
     stride p·s to the input padded by `padding` (plus (p-1)·s at the far end, so the last partial
     block is covered), and the surplus of the last block is cropped.
     """
+
+    cost_formula = staticmethod(spn_conv_cost)
 
     def __init__(self, channels, kernel_size, strides=1, padding=0, in_channels=0,
                  use_bias=True, nbr_mul=None, r=None, out_patch=1, groups=1, quantizer='twn',
@@ -336,6 +349,8 @@ class SPNDense(_SPNWithBatchNorm):
     drops the SPN batch norm after W_b (the language model's TWN mode does).
     """
 
+    cost_formula = staticmethod(spn_dense_cost)
+
     def __init__(self, units, in_units=0, use_bias=True, flatten=True, nbr_mul=None, r=None,
                  quantizer='twn', phase=Phase.FULL, batch_norm=True, weight_initializer=None,
                  bias_initializer='zeros', spn_initializer=None, **kwargs):
@@ -413,7 +428,7 @@ def spn_layers(net):
 
 def _clear_cached_graphs(net):
     # A hybridized block caches its graph, which depends on the phase: drop every cache.
-    net.apply(lambda block: block._clear_cached_op() if isinstance(block, HybridBlock) else None)
+    net.apply(clear_cached_graph)
 
 
 def set_phase(net, phase):

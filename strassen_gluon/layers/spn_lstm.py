@@ -10,6 +10,7 @@ SPNs are stored stacked, e.g. W_b as (4, r, in), and quantized with one TWN scal
 from mxnet import nd
 
 from ..config import Phase
+from .cost import spn_lstm_cost
 from .spn import SPNBlock, default_spn_initializer, resolve_rank, with_shape_anchor
 
 GATES = 4
@@ -23,6 +24,8 @@ class SPNLSTM(SPNBlock):
     (num_layers, batch, hidden_size); see :meth:`begin_state`. Phase DENSE runs an ordinary LSTM
     with full weight matrices. Biases are full precision in every phase.
     """
+
+    cost_formula = staticmethod(spn_lstm_cost)
 
     def __init__(self, hidden_size, num_layers=1, input_size=0, dropout=0.0, nbr_mul=None,
                  r=None, quantizer='twn', phase=Phase.FULL, weight_initializer=None,

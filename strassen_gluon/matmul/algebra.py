@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cse import cse_additions
+
 ALGORITHMS_DIR = Path(__file__).resolve().parent.parent / 'algorithms'
 
 
@@ -151,11 +153,13 @@ def evaluate(algorithm):
     """Exactness, cost and the size of the error of an algorithm, as a plain dict."""
     residual = brent_residual(algorithm)
     additions = count_additions(algorithm)
+    after_cse = cse_additions(algorithm.W_a, algorithm.W_b, algorithm.W_c)
     return {'m': algorithm.m, 'k': algorithm.k, 'n': algorithm.n, 'rank': algorithm.rank,
             'exact': not residual.any(), 'ternary': algorithm.ternary,
             'equations': int(residual.size), 'violated': int(np.count_nonzero(residual)),
             'residual': int(np.sum(residual ** 2)),
             'additions': sum(additions.values()), 'additions_by_matrix': additions,
+            'additions_cse': sum(after_cse.values()), 'additions_cse_by_matrix': after_cse,
             'naive_rank': algorithm.m * algorithm.k * algorithm.n,
             'naive_additions': algorithm.m * algorithm.n * (algorithm.k - 1)}
 
@@ -243,7 +247,8 @@ def load_algorithm(path):
 
 
 def save_algorithm(algorithm, path):
-    """Write {"m", "k", "n", "rank", "W_a", "W_b", "W_c"}, one matrix row per line."""
+    """Write {"m", "k", "n", "rank", "additions", "additions_cse", "W_a", "W_b", "W_c"}, one
+    matrix row per line."""
     data = algorithm.to_dict()
 
     def matrix(key):
@@ -251,7 +256,10 @@ def save_algorithm(algorithm, path):
         return '  "%s": [\n%s\n  ]' % (key, rows)
 
     sizes = ', '.join('"%s": %d' % (key, data[key]) for key in ('m', 'k', 'n', 'rank'))
-    body = ',\n'.join(['  ' + sizes] + [matrix(key) for key in ('W_a', 'W_b', 'W_c')])
+    # The costs are for readers; load_algorithm ignores them and recomputes.
+    report = evaluate(algorithm)
+    costs = '"additions": %d, "additions_cse": %d' % (report['additions'], report['additions_cse'])
+    body = ',\n'.join(['  ' + sizes, '  ' + costs] + [matrix(key) for key in ('W_a', 'W_b', 'W_c')])
     Path(path).write_text('{\n%s\n}\n' % body)
 
 

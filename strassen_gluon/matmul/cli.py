@@ -5,7 +5,17 @@ from dataclasses import fields
 
 from .algebra import (describe, evaluate, load_algorithm, matmul_tensor, rank_lower_bound,
                       save_algorithm)
+from .flip import DEFAULT_PLATEAU, flip_search
 from .spn import DEFAULT_RESTARTS, SearchConfig, learn
+
+METHODS = ('auto', 'spn', 'flip')
+DEFAULT_FLIP_TIME_LIMIT = 600.0
+
+
+def default_method(m, k, n):
+    """'spn' (the paper's learner) up to 2x2x2, where it finds rank 7 in every seed measured;
+    'flip' (the flip-graph walk) for larger formats, where the learner falls short."""
+    return 'spn' if m * k * n <= 8 else 'flip'
 
 
 def _positive_int(text):
@@ -39,17 +49,28 @@ def parse_args(argv=None):
     parser.add_argument('--k', type=_positive_int, help='columns of A = rows of B')
     parser.add_argument('--n', type=_positive_int, help='columns of B')
     parser.add_argument('--rank', type=_positive_int, help='number of multiplications R')
+    parser.add_argument('--method', choices=METHODS, default='auto',
+                        help="search: 'spn' (the paper's bilinear SPN), 'flip' (flip-graph "
+                             "random walk) or 'auto': spn for 2x2x2 and smaller, flip for "
+                             "larger formats (default %(default)s)")
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the search; restart i uses a seed derived from (SEED, i)')
     parser.add_argument('--restarts', type=_positive_int, default=DEFAULT_RESTARTS,
                         help='fresh populations to try (default %(default)s)')
     parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
-                        help='give up after this many seconds in total')
+                        help='give up after this many seconds in total (flip default: %d)'
+                             % DEFAULT_FLIP_TIME_LIMIT)
     parser.add_argument('--json', metavar='FILE', help='write the algorithm found to FILE')
     parser.add_argument('--verify', metavar='FILE',
                         help='check and evaluate the algorithm in FILE instead of learning')
     parser.add_argument('--quiet', action='store_true', help='print only the final result')
-    group = parser.add_argument_group('search hyperparameters (defaults in brackets)')
+    flip = parser.add_argument_group('flip-graph walk (--method flip)')
+    flip.add_argument('--start', metavar='FILE',
+                      help='start the walk from the exact algorithm in FILE (default: schoolbook)')
+    flip.add_argument('--plateau', type=_positive_int, default=DEFAULT_PLATEAU,
+                      help='flip attempts without a rank drop before a restart from a best '
+                           'scheme with a plus transition [%(default)s]')
+    group = parser.add_argument_group('SPN hyperparameters, --method spn (defaults in brackets)')
     group.add_argument('--population', type=_positive_int, default=defaults.population,
                        help='candidates trained at once per restart [%(default)s]')
     group.add_argument('--fp-steps', type=_nonnegative_int, default=defaults.fp_steps,
@@ -80,6 +101,8 @@ def parse_args(argv=None):
             parser.error('no %dx%dx%d algorithm has rank %d: every one needs at least '
                          'max(MK, KN, MN) = %d multiplications'
                          % (args.m, args.k, args.n, args.rank, bound))
+    if args.verify is None and args.method == 'auto':
+        args.method = default_method(args.m, args.k, args.n)
     if args.time_limit is not None and not args.time_limit > 0:
         parser.error('--time-limit must be positive')
     try:
@@ -104,6 +127,9 @@ def _print_evaluation(report, out):
     print('additions: %d (W_a %d, W_b %d, W_c %d; naive algorithm: %d)'
           % (report['additions'], by['W_a'], by['W_b'], by['W_c'], report['naive_additions']),
           file=out)
+    cse = report['additions_cse_by_matrix']
+    print('additions after greedy pairwise CSE: %d (W_a %d, W_b %d, W_c %d)'
+          % (report['additions_cse'], cse['W_a'], cse['W_b'], cse['W_c']), file=out)
 
 
 def main(argv=None, out=None):
@@ -122,11 +148,13 @@ def main(argv=None, out=None):
         return 0 if report['exact'] else 1
 
     log = None if args.quiet else (lambda line: print(line, file=out, flush=True))
+    if args.method == 'flip':
+        return _run_flip(args, log, out)
     if log:
         c = args.config
-        log('searching %dx%dx%d rank %d: seed %d, %d restart(s) x population %d, steps %d+%d+%d'
-            % (args.m, args.k, args.n, args.rank, args.seed, args.restarts, c.population,
-               c.fp_steps, c.anneal_steps, c.ternary_steps))
+        log('searching %dx%dx%d rank %d with the SPN: seed %d, %d restart(s) x population %d, '
+            'steps %d+%d+%d' % (args.m, args.k, args.n, args.rank, args.seed, args.restarts,
+                                c.population, c.fp_steps, c.anneal_steps, c.ternary_steps))
     result = learn(args.m, args.k, args.n, args.rank, seed=args.seed, restarts=args.restarts,
                    config=args.config, time_limit=args.time_limit, log=log)
     if not result.found:
@@ -138,11 +166,53 @@ def main(argv=None, out=None):
         return 1
     print('found: exact %dx%dx%d algorithm of rank %d in %.1f s (%d restart(s))'
           % (args.m, args.k, args.n, args.rank, result.seconds, result.restarts), file=out)
-    _print_evaluation(evaluate(result.algorithm), out)
-    for line in describe(result.algorithm):
-        print('  ' + line, file=out)
-    if args.json:
-        save_algorithm(result.algorithm, args.json)
-        print('wrote %s' % args.json, file=out)
+    _report_found(result.algorithm, args, out)
     return 0
 
+
+def _run_flip(args, log, out):
+    start = None
+    if args.start is not None:
+        try:
+            start = load_algorithm(args.start)
+            if (start.m, start.k, start.n) != (args.m, args.k, args.n):
+                raise ValueError('%s is a %dx%dx%d algorithm, not %dx%dx%d'
+                                 % (args.start, start.m, start.k, start.n, args.m, args.k, args.n))
+        except (OSError, ValueError) as error:
+            print('error: %s' % error, file=sys.stderr)
+            return 2
+    time_limit = args.time_limit if args.time_limit is not None else DEFAULT_FLIP_TIME_LIMIT
+    if log:
+        log('searching %dx%dx%d rank %d with the flip-graph walk: seed %d, from %s, '
+            'time limit %.0f s' % (args.m, args.k, args.n, args.rank, args.seed,
+                                   args.start or 'the schoolbook algorithm', time_limit))
+    try:
+        result = flip_search(args.m, args.k, args.n, args.rank, seed=args.seed, start=start,
+                             time_limit=time_limit, plateau=args.plateau, log=log)
+    except ValueError as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+    if not result.found:
+        print('not found: no exact %dx%dx%d algorithm of rank %d after %d flip attempts, '
+              '%.1f s; lowest rank reached %d'
+              % (args.m, args.k, args.n, args.rank, result.steps, result.seconds,
+                 result.algorithm.rank), file=out)
+        if args.json:  # the best reached is still exact and may be useful
+            save_algorithm(result.algorithm, args.json)
+            print('wrote the rank-%d algorithm to %s' % (result.algorithm.rank, args.json),
+                  file=out)
+        return 1
+    print('found: exact %dx%dx%d algorithm of rank %d in %.1f s (%d flip attempts)'
+          % (args.m, args.k, args.n, result.algorithm.rank, result.seconds, result.steps),
+          file=out)
+    _report_found(result.algorithm, args, out)
+    return 0
+
+
+def _report_found(algorithm, args, out):
+    _print_evaluation(evaluate(algorithm), out)
+    for line in describe(algorithm):
+        print('  ' + line, file=out)
+    if args.json:
+        save_algorithm(algorithm, args.json)
+        print('wrote %s' % args.json, file=out)

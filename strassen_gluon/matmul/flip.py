@@ -31,7 +31,7 @@ import numpy as np
 from .algebra import Algorithm, canonical_signs, check_sizes, count_additions, is_exact, \
     naive_algorithm
 
-DEFAULT_PLATEAU = 20000
+DEFAULT_PLATEAU = 200000
 POOL_SIZE = 32
 
 

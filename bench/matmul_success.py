@@ -24,8 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from strassen_gluon.matmul import (ALGORITHMS_DIR, DEFAULT_RESTARTS, SearchConfig, evaluate,
-                                   learn, main as matmul_main)
+import numpy as np
+
+from strassen_gluon.matmul import (ALGORITHMS_DIR, DEFAULT_RESTARTS, SearchConfig, apply,
+                                   apply_multiplications, evaluate, learn, load_algorithm,
+                                   main as matmul_main)
 from strassen_gluon.matmul.flip import flip_search
 
 HARDER = [(2, 2, 3, 11), (2, 3, 3, 15), (3, 3, 3, 23)]
@@ -115,7 +118,7 @@ def run_format(m, k, n, rank, seeds, restarts, config, time_limit):
     return runs
 
 
-def run_flip(m, k, n, rank, seeds, time_limit):
+def run_flip(m, k, n, rank, seeds, time_limit, found_algorithms):
     runs = []
     for seed in seeds:
         result = flip_search(m, k, n, rank, seed=seed, time_limit=time_limit)
@@ -131,6 +134,20 @@ def run_flip(m, k, n, rank, seeds, time_limit):
               flush=True)
         runs.append(run)
     return runs
+
+
+def applied_savings(algorithm, size):
+    """Multiplications of apply() on size x size integer matrices vs size**3, checked exact."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(-100, 100, (size, size)) for _ in range(2))
+    assert np.array_equal(apply(algorithm, a, b), a @ b), 'apply is not exact'
+    used = apply_multiplications(algorithm, size, size, size)
+    line = ('%dx%d integer product with the %dx%dx%d rank-%d algorithm (recursive blocks): '
+            '%d multiplications instead of %d (%.1f%% saved), equal to A @ B'
+            % (size, size, algorithm.m, algorithm.k, algorithm.n, algorithm.rank, used,
+               size ** 3, 100.0 * (1 - used / size ** 3)))
+    print(line, flush=True)
+    return line
 
 
 def summarize_flip(name, runs):
@@ -199,6 +216,7 @@ def main(argv=None):
                               args.budget)
             results['%dx%dx%dx%d' % (m, k, n, rank)] = runs
             lines.append(summarize('%dx%dx%d rank %d' % (m, k, n, rank), runs))
+    found_algorithms = {}
     if args.flip:
         only = set(args.flip_only.split(',')) if args.flip_only else None
         for m, k, n, rank, goal in FLIP_FORMATS:
@@ -207,9 +225,12 @@ def main(argv=None):
             budget = args.flip_budget if goal else args.flip_report_budget
             print('flip walk %dx%dx%d rank %d, %d seeds, budget %.0f s each:'
                   % (m, k, n, rank, args.flip_seeds, budget), flush=True)
-            runs = run_flip(m, k, n, rank, range(args.flip_seeds), budget)
+            runs = run_flip(m, k, n, rank, range(args.flip_seeds), budget, found_algorithms)
             results['flip_%dx%dx%dx%d' % (m, k, n, rank)] = runs
             lines.append(summarize_flip('flip %dx%dx%d rank %d' % (m, k, n, rank), runs))
+    lines.append(applied_savings(load_algorithm(ALGORITHMS_DIR / 'strassen_2x2x2.json'), 16))
+    if (3, 3, 3) in found_algorithms:
+        lines.append(applied_savings(found_algorithms[(3, 3, 3)], 9))
     if args.per_candidate:
         for m, k, n, rank in [(2, 2, 2, 7), (2, 2, 3, 11)]:
             line, counts = per_candidate_rate(m, k, n, rank, range(args.per_candidate), config)

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from strassen_gluon.matmul import (Algorithm, count_additions, evaluate, is_exact, load_algorithm,
+from strassen_gluon.matmul import (Algorithm, apply, apply_multiplications, count_additions, evaluate, is_exact, load_algorithm,
                                    main, naive_algorithm, save_algorithm)
 from strassen_gluon.matmul.cli import default_method
 from strassen_gluon.matmul.cse import cse_additions, eliminate, evaluate_program
@@ -163,3 +163,16 @@ def test_cli_flip_start_from_a_file_and_refuse_a_wrong_format(tmp_path, capsys):
                  '--start', str(start), '--quiet', '--time-limit', '30']) == 0
     assert main(['--m', '2', '--k', '2', '--n', '3', '--rank', '11', '--method', 'flip',
                  '--start', str(start), '--quiet']) == 2
+
+
+@pytest.mark.parametrize('make, size', [(laderman, 9), (lambda: load_algorithm(
+    'strassen_gluon/algorithms/strassen_2x2x2.json'), 8), (laderman, 6)])
+def test_apply_recursively_on_blocks_equals_the_integer_product(make, size):
+    algorithm = make()
+    rng = np.random.default_rng(1)
+    a = rng.integers(-50, 50, (size, size))
+    b = rng.integers(-50, 50, (size, size))
+    np.testing.assert_array_equal(apply(algorithm, a, b), a @ b)
+    levels = {9: 2, 8: 3, 6: 1}[size]  # 6 = 3 x 2: one level, then 2x2 blocks by @
+    expected = algorithm.rank ** levels * (size // algorithm.m ** levels) ** 3
+    assert apply_multiplications(algorithm, size, size, size) == expected

@@ -263,3 +263,40 @@ def save_algorithm(algorithm, path):
     Path(path).write_text('{\n%s\n}\n' % body)
 
 
+
+
+def apply(algorithm, a, b):
+    """A·B for matrices whose sizes are multiples of the algorithm's: A is cut into M x K blocks
+    and B into K x N blocks, the R block products are formed by the algorithm and each is
+    computed by :func:`apply` again while its blocks still divide (otherwise with ``@``).
+    Exact for integer matrices (no rounding anywhere)."""
+    return _apply(algorithm, np.asarray(a), np.asarray(b))[0]
+
+
+def apply_multiplications(algorithm, p, q, s):
+    """Scalar multiplications :func:`apply` spends on a p x q by q x s product."""
+    alg = algorithm
+    if p % alg.m or q % alg.k or s % alg.n or (p, q, s) == (1, 1, 1):
+        return p * q * s
+    return alg.rank * apply_multiplications(alg, p // alg.m, q // alg.k, s // alg.n)
+
+
+def _apply(alg, a, b):
+    (p, q), (q2, s) = a.shape, b.shape
+    if q != q2:
+        raise ValueError('cannot multiply %s by %s' % (a.shape, b.shape))
+    if p % alg.m or q % alg.k or s % alg.n or (p, q, s) == (1, 1, 1):
+        return a @ b, p * q * s
+    bp, bq, bs = p // alg.m, q // alg.k, s // alg.n
+    a_blocks = a.reshape(alg.m, bp, alg.k, bq).transpose(0, 2, 1, 3).reshape(alg.m * alg.k, bp, bq)
+    b_blocks = b.reshape(alg.k, bq, alg.n, bs).transpose(0, 2, 1, 3).reshape(alg.k * alg.n, bq, bs)
+    left = np.tensordot(alg.W_a, a_blocks, axes=1)   # R x bp x bq
+    right = np.tensordot(alg.W_b, b_blocks, axes=1)  # R x bq x bs
+    products, count = [], 0
+    for r in range(alg.rank):
+        product, used = _apply(alg, left[r], right[r])
+        products.append(product)
+        count += used
+    c_blocks = np.tensordot(alg.W_c, np.stack(products), axes=1)  # MN x bp x bs
+    c = c_blocks.reshape(alg.m, alg.n, bp, bs).transpose(0, 2, 1, 3).reshape(p, s)
+    return c, count

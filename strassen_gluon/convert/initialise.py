@@ -15,7 +15,7 @@ dense twin, gluoncv weights). For a layer computing y = M·(input window), it ch
 W_b keeps the dense weights' own row sizes. Rescaling every row to mean |w| = 1 (ã taking the
 size) was tried, since TWN has one threshold per tensor: it kept more of the small rows right after
 quantisation (55.0% against 52.8% on a converted ST-ResNet-20) but the ternary fine-tune then went
-to 53.9% against 63.8%, as the larger latent weights barely move under the same learning rate.
+to 53.9% against 63.8% (the larger latent weights presumably move too little at the same rate).
 
 Hidden units left over (r larger than needed) get small random W_b rows and zero W_c columns:
 they change nothing at the start but receive gradients, so fine-tuning can use them.

@@ -20,9 +20,9 @@ Gluon layer's inference output.
 import numpy as np
 from mxnet import nd
 
-from .config import Phase
-from .layers.spn import SPNConv2D, SPNDense, spn_layers
-from .layers.spn_lstm import KINDS, SPNLSTM
+from ..config import Phase
+from ..layers.spn import SPNConv2D, SPNDense, spn_layers
+from ..layers.spn_lstm import KINDS, SPNLSTM
 
 
 def _ternary(layer, param, axis=None):
@@ -67,12 +67,19 @@ def export_conv(layer):
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
-    bias = (wc @ (alpha_c.item() * a * shift)).reshape(c_out, p, p)
+    hidden_shift = alpha_c.item() * a * shift
+    bias = (wc @ hidden_shift).reshape(c_out, p, p)
+    out_bias = np.zeros(c_out)
     if layer.bias is not None:
-        bias = bias + layer.bias.data().asnumpy()[:, None, None]
+        out_bias = layer.bias.data().asnumpy().astype(np.float64)
+        bias = bias + out_bias[:, None, None]
+    # shift and out_bias: the bias split before and after W_c (bias = W_c·shift + out_bias), for
+    # graphs that add it per hidden channel rather than per output position.
     return {'kind': 'conv', 'wb': wb,
             'wc': np.ascontiguousarray(wc.reshape(c_out, p, p, r).transpose(3, 0, 1, 2)),
             'scale': scale.astype(np.float32), 'bias': bias.astype(np.float32),
+            'shift': hidden_shift.astype(np.float32), 'out_bias': out_bias.astype(np.float32),
+            'identity_out': layer.identity_out,
             'kernel': layer.kernel, 'strides': layer.strides, 'padding': layer.padding,
             'out_patch': p, 'groups': layer.groups}
 
@@ -85,11 +92,16 @@ def export_dense(layer):
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
-    bias = wc @ (alpha_c.item() * a * shift)
+    hidden_shift = alpha_c.item() * a * shift
+    bias = wc @ hidden_shift
+    out_bias = np.zeros(wc.shape[0])
     if layer.bias is not None:
-        bias = bias + layer.bias.data().asnumpy()
+        out_bias = layer.bias.data().asnumpy().astype(np.float64)
+        bias = bias + out_bias
     return {'kind': 'dense', 'wb': wb, 'wc': wc, 'scale': scale.astype(np.float32),
-            'bias': bias.astype(np.float32), 'flatten': layer.flatten}
+            'bias': bias.astype(np.float32), 'shift': hidden_shift.astype(np.float32),
+            'out_bias': out_bias.astype(np.float32), 'identity_out': layer.identity_out,
+            'flatten': layer.flatten}
 
 
 def export_lstm(layer):

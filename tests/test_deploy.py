@@ -1,0 +1,54 @@
+"""The inference graph equals the trained network in inference mode; non-ternary is refused."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+from strassen_gluon import set_phase
+from strassen_gluon.export import inference_net
+from strassen_gluon.export.graph import DeployedConv, Identity
+from strassen_gluon.convert.walk import named_blocks
+from strassen_gluon.models import get_model, list_models
+
+CNNS = [name for name in list_models() if 'charlm' not in name]
+
+
+def trained(name, **kwargs):
+    """A registry model with moved BN statistics (a few training-mode passes), ternary if SPN."""
+    mx.random.seed(0)
+    net = get_model(name, **kwargs)
+    net.initialize(mx.init.Xavier())
+    if name.startswith('st_'):
+        set_phase(net, 'ternary')
+    # Odd sizes where the network allows (VGG-7's classifier fixes 32 x 32).
+    size = {'resnet18': (35, 33), 'vgg7': (32, 32)}.get(name.replace('st_', ''), (17, 15))
+    x = mx.nd.random.normal(shape=(2, 3) + size)
+    for _ in range(2):
+        with autograd.record():
+            net(x)
+    return net, x
+
+
+def relative_error(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize('name,patch,fold_scales', [(n, p, True) for n in CNNS for p in (
+    (1, 2, 3) if n.startswith('st_') else (None,))] + [
+    ('st_resnet20', p, False) for p in (1, 2, 3)] + [('resnet20', None, False)])
+def test_inference_net_equals_the_trained_network(name, patch, fold_scales):
+    net, x = trained(name, **({'out_patch': patch} if patch else {}))
+    expected = net(x).asnumpy()
+    deployed = inference_net(net, fold_scales=fold_scales)
+    assert relative_error(deployed(x).asnumpy(), expected) < 1e-4
+    np.testing.assert_array_equal(net(x).asnumpy(), expected)  # the original is untouched
+    kinds = [type(block) for _, _, _, block in named_blocks(deployed)]
+    assert DeployedConv in kinds and Identity in kinds  # convolutions deployed, BNs folded
+    assert mx.gluon.nn.BatchNorm not in kinds
+
+
+def test_non_ternary_phase_is_refused():
+    net = get_model('st_resnet20')
+    net.initialize()
+    with pytest.raises(ValueError, match='TERNARY'):
+        inference_net(net)

@@ -9,7 +9,10 @@ reports the fraction of seeds that end with an exactly verified algorithm and th
 seconds to get there (wall clock inside the process: graph building and every exact check
 included, `import mxnet` excluded; one full command-line run is timed separately). With
 --harder it also tries 2x2x3/11, 2x3x3/15 and 3x3x3/23 with a time budget per seed (restarts
-until found or out of time). It then verifies algorithms given from outside: the packaged
+until found or out of time). With --flip it runs the flip-graph walk (--method flip) one seed at
+a time on FLIP_FORMATS: the goal formats with --flip-budget seconds per seed, the report-only
+formats (3x3x4/29, 2x4x4/26, 4x4x4/49) with --flip-report-budget, printing the lowest rank
+reached per seed. It then verifies algorithms given from outside: the packaged
 Strassen JSON and a 2x2x3 rank-11 algorithm written out below, through the command line.
 """
 import argparse
@@ -21,10 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from strassen_gluon.matmul import (ALGORITHMS_DIR, DEFAULT_RESTARTS, SearchConfig, evaluate,
-                                   learn, main as matmul_main)
+import numpy as np
+
+from strassen_gluon.matmul import (ALGORITHMS_DIR, DEFAULT_RESTARTS, SearchConfig, apply,
+                                   apply_multiplications, evaluate, learn, load_algorithm,
+                                   main as matmul_main)
+from strassen_gluon.matmul.flip import flip_search
 
 HARDER = [(2, 2, 3, 11), (2, 3, 3, 15), (3, 3, 3, 23)]
+# (m, k, n, best known rank with coefficients in {-1, 0, 1}, goal format?)
+FLIP_FORMATS = [(2, 2, 2, 7, True), (2, 3, 3, 15, True), (2, 2, 4, 14, True),
+                (3, 3, 3, 23, True), (3, 3, 4, 29, False), (2, 4, 4, 26, False),
+                (4, 4, 4, 49, False)]
 
 # 2x2x3 at rank 11, written by hand: Strassen on the first two columns of B (products 1-7),
 # schoolbook on the third (products 8-11). Row-major vec: A = a11 a12 a21 a22,
@@ -61,6 +72,14 @@ def parse_args(argv=None):
     parser.add_argument('--quantizer', choices=('threshold', 'twn'),
                         default=SearchConfig().quantizer, help='quantizer of the ternary phase')
     parser.add_argument('--ternary-steps', type=int, default=SearchConfig().ternary_steps)
+    parser.add_argument('--flip', action='store_true', help='run the flip-graph walk rows')
+    parser.add_argument('--flip-seeds', type=int, default=5)
+    parser.add_argument('--flip-budget', type=float, default=600.0,
+                        help='seconds per seed on the goal formats (default %(default)s)')
+    parser.add_argument('--flip-report-budget', type=float, default=120.0,
+                        help='seconds per seed on 3x3x4, 2x4x4, 4x4x4 (default %(default)s)')
+    parser.add_argument('--flip-only', default=None, metavar='MxKxN,...',
+                        help='restrict the flip rows to these formats')
     parser.add_argument('--out', metavar='FILE', help='write all measurements as JSON')
     return parser.parse_args(argv)
 
@@ -72,7 +91,7 @@ def summarize(name, runs):
         line += ', seconds to exact: median %.1f, max %.1f' % (statistics.median(times), max(times))
         additions = sorted(run['additions'] for run in runs if run['found'])
         line += ', additions %s' % additions
-    residuals = [run['best_residual'] for run in runs if not run['found']]
+    residuals = [run['best_residual'] for run in runs if not run['found'] and 'best_residual' in run]
     if residuals:
         line += ', best residual of misses %s' % residuals
     print(line, flush=True)
@@ -97,6 +116,43 @@ def run_format(m, k, n, rank, seeds, restarts, config, time_limit):
                  else ', best residual %d' % result.best_residual), flush=True)
         runs.append(run)
     return runs
+
+
+def run_flip(m, k, n, rank, seeds, time_limit, found_algorithms):
+    runs = []
+    for seed in seeds:
+        result = flip_search(m, k, n, rank, seed=seed, time_limit=time_limit)
+        report = evaluate(result.algorithm)
+        assert report['exact'] and report['ternary'], 'flip_search returned an inexact algorithm'
+        run = {'seed': seed, 'found': result.found, 'rank': result.algorithm.rank,
+               'seconds': round(result.seconds, 2), 'steps': result.steps,
+               'additions': report['additions'], 'additions_cse': report['additions_cse']}
+        print('  %dx%dx%d target %d seed %d: rank %d %s in %.1f s (%d flip attempts), '
+              '%d additions, %d after CSE'
+              % (m, k, n, rank, seed, run['rank'], 'reached' if result.found else 'best',
+                 result.seconds, result.steps, run['additions'], run['additions_cse']),
+              flush=True)
+        runs.append(run)
+    return runs
+
+
+def applied_savings(algorithm, size):
+    """Multiplications of apply() on size x size integer matrices vs size**3, checked exact."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(-100, 100, (size, size)) for _ in range(2))
+    assert np.array_equal(apply(algorithm, a, b), a @ b), 'apply is not exact'
+    used = apply_multiplications(algorithm, size, size, size)
+    line = ('%dx%d integer product with the %dx%dx%d rank-%d algorithm (recursive blocks): '
+            '%d multiplications instead of %d (%.1f%% saved), equal to A @ B'
+            % (size, size, algorithm.m, algorithm.k, algorithm.n, algorithm.rank, used,
+               size ** 3, 100.0 * (1 - used / size ** 3)))
+    print(line, flush=True)
+    return line
+
+
+def summarize_flip(name, runs):
+    line = summarize(name, runs)
+    return line + ', ranks reached %s' % [run['rank'] for run in runs]
 
 
 def per_candidate_rate(m, k, n, rank, seeds, config):
@@ -160,6 +216,21 @@ def main(argv=None):
                               args.budget)
             results['%dx%dx%dx%d' % (m, k, n, rank)] = runs
             lines.append(summarize('%dx%dx%d rank %d' % (m, k, n, rank), runs))
+    found_algorithms = {}
+    if args.flip:
+        only = set(args.flip_only.split(',')) if args.flip_only else None
+        for m, k, n, rank, goal in FLIP_FORMATS:
+            if only is not None and '%dx%dx%d' % (m, k, n) not in only:
+                continue
+            budget = args.flip_budget if goal else args.flip_report_budget
+            print('flip walk %dx%dx%d rank %d, %d seeds, budget %.0f s each:'
+                  % (m, k, n, rank, args.flip_seeds, budget), flush=True)
+            runs = run_flip(m, k, n, rank, range(args.flip_seeds), budget, found_algorithms)
+            results['flip_%dx%dx%dx%d' % (m, k, n, rank)] = runs
+            lines.append(summarize_flip('flip %dx%dx%d rank %d' % (m, k, n, rank), runs))
+    lines.append(applied_savings(load_algorithm(ALGORITHMS_DIR / 'strassen_2x2x2.json'), 16))
+    if (3, 3, 3) in found_algorithms:
+        lines.append(applied_savings(found_algorithms[(3, 3, 3)], 9))
     if args.per_candidate:
         for m, k, n, rank in [(2, 2, 2, 7), (2, 2, 3, 11)]:
             line, counts = per_candidate_rate(m, k, n, rank, range(args.per_candidate), config)

@@ -23,7 +23,7 @@ from strassen_gluon.cli import contexts
 from strassen_gluon.config import Phase, RunConfig
 from strassen_gluon.errors import DataError, Interrupted, UsageError
 from strassen_gluon.models import get_model
-from strassen_gluon.train.build import describe_teacher, init_from, model_cost
+from strassen_gluon.train.build import choose_teacher, init_from, model_cost
 from strassen_gluon.train.checkpoint import find_checkpoint, read_meta
 from strassen_gluon.train.distill import distillation_loss
 from strassen_gluon.train.loop import LoopOptions, Task, restore, run_phases, seed_everything
@@ -346,7 +346,7 @@ def train(config, explicit=None, command=None, say=None):
     seed_everything(config.seed)
     net = get_model(name, **kwargs)
     net.initialize(ctx=ctx)
-    teacher = None
+    dense = None
     if config.init_from:
         calibration = (_to_nd(data['train'].chunk(0)[0], ctx),) + tuple(
             net.begin_state(config.batch_size, ctx))
@@ -357,13 +357,10 @@ def train(config, explicit=None, command=None, say=None):
                 _check_vocab(read_meta(ckpt).get('model_kwargs', {}), vocab, ckpt,
                              '--init_from run')
         dense, _ = init_from(config.init_from, net, name, [ctx], calibration, say=say)
-        teacher = dense if mode.staged else None
-    if config.teacher_model and mode.staged:
-        teacher = load_teacher(config.teacher_model, config, vocab, ctx)
-    if config.dist_lambda == 0:
-        teacher = None
-    if teacher is not None:
-        say(describe_teacher(config, teacher))
+    teacher = None
+    if mode.staged:  # distillation applies to the quantised modes only, as in the original
+        teacher = choose_teacher(config, dense,
+                                 lambda path: load_teacher(path, config, vocab, ctx), say)
     write_run(run_dir, record, model=name, model_kwargs=kwargs, files=corpus.files,
               vocab=vocab_info(vocab))
     net.hybridize()

@@ -27,7 +27,7 @@ from .config import RunConfig
 from .data import CifarBatches, load_cifar10, subset
 from .errors import Interrupted, UsageError
 from .models import resnet_cifar, vgg_cifar
-from .train.build import build_model, describe_teacher, init_from, model_cost
+from .train.build import build_model, choose_teacher, init_from, model_cost
 from .train.classify import ClassificationTask
 from .train.loop import LoopOptions, restore, run_phases, seed_everything
 from .train.phases import enter_phase, has_spn
@@ -265,18 +265,13 @@ def train(config, explicit=None, command=None, say=print):
     train_batches, eval_batches = make_batches(data, config, ctx[0])
     seed_everything(config.seed)
     net.initialize(ctx=ctx)
-    teacher = None
+    dense = None
     if config.init_from:  # also on resume: the dense network teaches (the checkpoint wins)
         calibration = next(iter(train_batches))[0]
         net(calibration)  # shapes known before the dense weights are copied in
-        teacher, _ = init_from(config.init_from, net, config.model, ctx, calibration,
-                                 download=config.download, say=say)
-    if config.teacher_model:
-        teacher = load_teacher(config.teacher_model, ctx, say)
-    if config.dist_lambda == 0:
-        teacher = None
-    if teacher is not None:
-        say(describe_teacher(config, teacher))
+        dense, _ = init_from(config.init_from, net, config.model, ctx, calibration,
+                             download=config.download, say=say)
+    teacher = choose_teacher(config, dense, lambda path: load_teacher(path, ctx, say), say)
     write_run(run_dir, record, model=config.model, model_kwargs=kwargs)
 
     start, ckpt = restore(net, run_dir, phases, ctx)

@@ -45,7 +45,7 @@ from .data.imagenet import RecordBatches
 from .errors import Interrupted, UsageError
 from .gluon_compat import ReducingTrainer
 from .layers import SPNBlock
-from .train.build import build_model, describe_teacher, init_from, model_cost
+from .train.build import build_model, choose_teacher, init_from, model_cost
 from .train.classify import ClassificationTask
 from .train.loop import LoopOptions, restore, run_phases, seed_everything
 from .train.phases import enter_phase, has_spn, trainable_params
@@ -396,17 +396,12 @@ def train(config, explicit=None, command=None, say=None):
                                 max_batches=config.max_eval_batches)
     seed_everything(config.seed)
     net.initialize(ctx=ctx)
-    teacher = None
+    dense = None
     if config.init_from:
         calibration = next(iter(val_batches))[0].as_in_context(ctx[0])
         net(calibration)
-        teacher, _ = init_from(config.init_from, net, config.model, ctx, calibration, say=say)
-    if config.teacher_model:
-        teacher = load_teacher(config.teacher_model, ctx, say)
-    if config.dist_lambda == 0:
-        teacher = None
-    if teacher is not None:
-        say(describe_teacher(config, teacher))
+        dense, _ = init_from(config.init_from, net, config.model, ctx, calibration, say=say)
+    teacher = choose_teacher(config, dense, lambda path: load_teacher(path, ctx, say), say)
     write_run(run_dir, record, model=config.model, model_kwargs=kwargs)
     start, checkpoint = restore(net, run_dir, phases, ctx)
     if checkpoint is not None:

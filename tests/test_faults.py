@@ -1,7 +1,7 @@
 """Runs that cannot be lost, for each of the three training commands, tested by faults.
 
-* SIGKILL at seeded random moments (at most KILLS per run, each within the length of an
-  uninterrupted run), then resume until done: every epoch is logged exactly once and the result
+* SIGKILL at seeded random moments (KILLS per run, each after a random number of logged epochs,
+  within an average epoch's time), then resume until done: every epoch is logged exactly once and the result
   equals the uninterrupted run's (final parameters for CIFAR-10 and ImageNet, test perplexity
   for the language model).
 * A damaged latest.json together with a truncated newest parameter file: the run resumes from
@@ -84,6 +84,15 @@ def epochs(run_dir):
                                                                             'log.jsonl'))]
 
 
+def logged_epochs(run_dir):
+    """Lines in log.jsonl so far (read while the run may be writing it)."""
+    try:
+        with open(os.path.join(run_dir, 'log.jsonl'), 'rb') as f:
+            return f.read().count(b'\n')
+    except FileNotFoundError:
+        return 0
+
+
 def result(name, run_dir):
     """What must equal between an interrupted and an uninterrupted run."""
     if name == 'langmod':
@@ -124,25 +133,31 @@ def test_sigkill_at_random_moments_then_resume(name, data, reference, tmp_path):
     argv, _, n = command(name, data, tmp_path, 'killed')
     run_dir = os.path.join(str(tmp_path), 'killed')
     rng = random.Random('kill-' + name)
+    config_json = os.path.join(run_dir, 'config.json')
     moments = []
-    for _ in range(KILLS):
+    # Kills are placed by progress, not by the clock alone, so that they land in training however
+    # long start-up takes on a loaded machine: after k logged epochs (k = 0: once the run folder
+    # is written), at a random moment within an average epoch's time.
+    for k in sorted(rng.sample(range(n), KILLS)):
         # Before config.json exists the user starts the command again; after, they resume.
-        started = os.path.isfile(os.path.join(run_dir, 'config.json'))
-        proc = subprocess.Popen(resume_argv(argv, run_dir) if started else argv, cwd=REPO,
-                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        moment = rng.uniform(0.3, seconds)
+        proc = subprocess.Popen(resume_argv(argv, run_dir) if os.path.isfile(config_json)
+                                else argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None and not (os.path.isfile(config_json)
+                                           and logged_epochs(run_dir) >= k):
+            time.sleep(0.01)
+        moment = rng.uniform(0.0, seconds / n)
         try:
             proc.wait(timeout=moment)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            moments.append('%.1fs' % moment)
+            moments.append('%.2fs after epoch %d' % (moment, k))
             continue
         assert proc.returncode == 0, proc.stderr.read()[-3000:]
         break
     assert moments, 'no kill happened'
-    final = run(resume_argv(argv, run_dir))
+    final = run(resume_argv(argv, run_dir) if os.path.isfile(config_json) else argv)
     assert final.returncode == 0, (moments, final.stderr[-3000:])
     # Each epoch logged exactly once, in order, and the same result as without the kills.
     assert epochs(run_dir) == epochs(ref_dir), moments

@@ -114,7 +114,10 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / 'alg.json'
     save_algorithm(winograd(), path)
     data = json.loads(path.read_text())
-    assert set(data) == {'m', 'k', 'n', 'rank', 'W_a', 'W_b', 'W_c'}
+    assert set(data) == {'m', 'k', 'n', 'rank', 'additions', 'additions_cse', 'W_a', 'W_b', 'W_c'}
+    report = evaluate(winograd())
+    assert (data['additions'], data['additions_cse']) == (report['additions'],
+                                                          report['additions_cse'])
     assert data['W_a'] == WINOGRAD['W_a'] and data['rank'] == 7
     again = load_algorithm(path)
     for name in ('W_a', 'W_b', 'W_c'):

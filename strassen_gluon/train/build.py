@@ -59,12 +59,16 @@ def init_from(spec, net, model_name, ctx, calibration, download=True, say=print)
     return dense, reports
 
 
-def describe_teacher(config, teacher):
-    """The line a command prints about its distillation teacher ('' without one)."""
-    if teacher is None:
-        return 'no distillation teacher'
-    return 'distillation teacher: %s (dist_lambda %g, dist_temp %g)' % (
-        config.teacher_model or config.init_from, config.dist_lambda, config.dist_temp)
+def choose_teacher(config, dense, load, say=print):
+    """The distillation teacher of a run: `load(config.teacher_model)` when given, else `dense`
+    (the network of --init_from, or None); none with dist_lambda 0. Says which."""
+    teacher = load(config.teacher_model) if config.teacher_model else dense
+    if config.dist_lambda == 0:
+        teacher = None
+    if teacher is not None:
+        say('distillation teacher: %s (dist_lambda %g, dist_temp %g)' % (
+            config.teacher_model or config.init_from, config.dist_lambda, config.dist_temp))
+    return teacher
 
 
 def model_cost(net, input_shape=None, inputs=None):

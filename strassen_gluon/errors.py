@@ -6,6 +6,7 @@ exception                 exit  meaning
 ========================  ====  ===============================================================
 DataError                 1     data missing or unusable (a file is named in the message)
 RunFolderError            1     a run folder cannot be resumed (a file is named in the message)
+PhaseError                1     a network's SPN layers are in a phase the operation refuses
 UsageError                2     bad options or configuration
 Diverged                  3     the loss or a parameter became NaN or infinite
 KeyboardInterrupt         130   Ctrl-C; the last complete epoch is saved
@@ -25,6 +26,12 @@ class DataError(StrassenError):
 
 class RunFolderError(StrassenError):
     """A run folder holds no checkpoint that verifies, or was made by another command."""
+    exit_status = 1
+
+
+class PhaseError(StrassenError, ValueError):
+    """SPN layers in a phase the operation does not accept (e.g. deploying a network whose W_b
+    and W_c are not yet ternary)."""
     exit_status = 1
 
 

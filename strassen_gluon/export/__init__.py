@@ -4,3 +4,4 @@ from .forms import (conv2d_reference, export_conv, export_dense, export_layer,  
                     export_lstm, export_model, save_exported, spn_conv_reference,
                     spn_dense_reference, spn_lstm_reference)
 from .graph import inference_net  # noqa: F401
+from .onnx_file import check_onnx, deployed_size, require_ternary, run_onnx, to_onnx  # noqa: F401

@@ -21,6 +21,7 @@ import numpy as np
 from mxnet import nd
 
 from ..config import Phase
+from ..errors import PhaseError
 from ..layers.spn import SPNConv2D, SPNDense, spn_layers
 from ..layers.spn_lstm import KINDS, SPNLSTM
 
@@ -49,8 +50,8 @@ def _bn_affine(layer):
 
 def _require_ternary(layer):
     if layer.phase != Phase.TERNARY:
-        raise ValueError('%s is in phase %s; only a layer with ternary W_b and W_c (phase TERNARY) '
-                         'has a deployment form' % (layer.name, layer.phase.name))
+        raise PhaseError('%s is in phase %s; only a layer with ternary W_b and W_c (phase '
+                         'TERNARY) has a deployment form' % (layer.name, layer.phase.name))
 
 
 def export_conv(layer):

@@ -24,6 +24,7 @@ from ..config import Phase
 from ..errors import PhaseError
 from ..layers.spn import SPNConv2D, SPNDense, spn_layers
 from ..layers.spn_lstm import KINDS, SPNLSTM
+from .packing import pack_arrays, unpack_arrays
 
 
 def _ternary(layer, param, axis=None):
@@ -144,8 +145,8 @@ def export_model(net):
     return {layer.name: export_layer(layer) for layer in spn_layers(net)}
 
 
-def save_exported(path, exported):
-    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays)."""
+def flatten_forms(exported):
+    """export_model's result as {'layer/field': array} (nested fields 'layer/layers/0/i2h/wb')."""
     flat = {}
 
     def put(prefix, value):
@@ -159,7 +160,42 @@ def save_exported(path, exported):
             flat[prefix] = np.asarray(value)
     for name, form in exported.items():
         put(name, form)
-    np.savez_compressed(path, **flat)
+    return flat
+
+
+def unflatten_forms(flat):
+    """The inverse of flatten_forms: nested dicts, lists where every key is a number, 0-d arrays
+    as Python scalars (kind, flags, sizes); the rest stay arrays."""
+    tree = {}
+    for key, value in flat.items():
+        node, parts = tree, key.split('/')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        value = np.asarray(value)
+        node[parts[-1]] = value.item() if value.ndim == 0 else value
+
+    def lists(node):
+        if not isinstance(node, dict):
+            return node
+        if node and all(k.isdigit() for k in node):
+            return [lists(node[k]) for k in sorted(node, key=int)]
+        return {k: lists(v) for k, v in node.items()}
+    return lists(tree)
+
+
+def save_exported(path, exported, packed=False):
+    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays).
+    packed=True stores W_b and W_c at 2 bits per weight (see packing)."""
+    flat = flatten_forms(exported)
+    np.savez_compressed(path, **(pack_arrays(flat) if packed else flat))
+
+
+def load_exported(path):
+    """export_model's result back from save_exported's .npz, packed or not, for the numpy
+    evaluators below (W_b and W_c as int8)."""
+    with np.load(path) as arrays:
+        flat = {key: arrays[key] for key in arrays.files}
+    return unflatten_forms(unpack_arrays(flat))
 
 
 # ---------------------------------------------------------------------------------------------

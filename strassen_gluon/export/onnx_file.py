@@ -58,13 +58,14 @@ def deployed_size(net, input_shape):
             'mults': total['mults'], 'adds': total['adds']}
 
 
-def _mxnet_to_onnx(deployed, input_shape, path, folder):
+def _mxnet_to_onnx(deployed, input_shape, path, folder, dynamic_batch):
     """HybridBlock.export (symbol + params) of the hybridized `deployed`, then mx.onnx."""
     deployed(nd.zeros(input_shape, ctx=_context(deployed)))  # builds the cached graph to export
     prefix = os.path.join(folder, 'deployed')
     deployed.export(prefix)
     mx.onnx.export_model(prefix + '-symbol.json', prefix + '-0000.params', [tuple(input_shape)],
-                         [np.float32], path)
+                         [np.float32], path, dynamic=dynamic_batch,
+                         dynamic_input_shapes=[(None,) + tuple(input_shape[1:])])
 
 
 def _context(net):
@@ -124,10 +125,10 @@ def restamp_opset(model, opset):
             entry.version = opset
 
 
-def to_onnx(net, path, input_shape, opset=None):
+def to_onnx(net, path, input_shape, opset=None, dynamic_batch=True):
     """Write the deployed form of the trained `net` to the ONNX file `path` for inputs of
-    `input_shape` (N, C, H, W) (see the module docstring). Raises PhaseError for a network
-    not in phase TERNARY.
+    `input_shape` (N, C, H, W) (see the module docstring); with dynamic_batch the file takes any
+    batch size N. Raises PhaseError for a network not in phase TERNARY.
 
     Returns {'path', 'opset', 'ternary_initializers': {name: size}, 'ternary_values',
     'size': deployed_size(...), 'file_bytes'}.
@@ -138,7 +139,7 @@ def to_onnx(net, path, input_shape, opset=None):
     deployed = inference_net(net, fold_scales=False, hybridize=True)
     with tempfile.TemporaryDirectory() as folder:
         raw = os.path.join(folder, 'mxnet.onnx')
-        _mxnet_to_onnx(deployed, input_shape, raw, folder)
+        _mxnet_to_onnx(deployed, input_shape, raw, folder, dynamic_batch)
         model = onnx.load(raw)
     drop_initializers_from_inputs(model)
     ternary = store_ternary_as_int8(model)

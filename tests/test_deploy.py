@@ -59,3 +59,21 @@ def test_non_ternary_phase_is_refused():
     net.initialize()
     with pytest.raises(ValueError, match='TERNARY'):
         inference_net(net)
+
+
+@pytest.mark.parametrize('patch', [1, 2, 3])
+@pytest.mark.parametrize('size', [(17, 15), (32, 32)])
+def test_fixed_input_size_graph_equals_the_trained_network(patch, size):
+    net, _ = trained('st_resnet20', out_patch=patch)
+    x = mx.nd.random.normal(shape=(3, 3) + size)
+    expected = net(x).asnumpy()
+    for fold_scales in (True, False):
+        deployed = inference_net(net, fold_scales=fold_scales, input_shape=(1, 3) + size)
+        assert relative_error(deployed(x).asnumpy(), expected) < 1e-4
+    convs = [b for _, _, _, b in named_blocks(deployed) if isinstance(b, DeployedConv)]
+    assert all(conv.in_size for conv in convs)
+    if patch == 2 and size == (32, 32):  # every map even: blocks tile it, no pad, no crop
+        assert all(conv.geometry() == (True, None) for conv in convs if conv.p == 2)
+    with pytest.raises(ValueError, match='fixed to'):
+        inference_net(net, input_shape=(1, 3) + size, hybridize=False)(
+            mx.nd.zeros((1, 3, 16, 16)))

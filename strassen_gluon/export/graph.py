@@ -12,6 +12,9 @@ Two layouts of the same arithmetic:
     convolutions per SPN, no element-wise operator.
   * fold_scales=False (what to_onnx writes): W_b and W_c stay exactly ternary; the multiplier,
     the folded batch norm and the biases are separate per-channel Mul / Add.
+
+With `input_shape`, p >= 2 layers get a static padding and crop for that map size (often none at
+all: 32 x 32 maps at p = 2 need neither); without it, the padding and crop follow the input.
 """
 import copy
 
@@ -20,7 +23,8 @@ from mxnet import nd
 from mxnet.gluon import HybridBlock, nn
 
 from ..convert.walk import named_blocks, replace_child
-from ..gluon_compat import conv_options, is_initialized, layer_options, named_children
+from ..gluon_compat import (conv_options, imperative, is_initialized, layer_options,
+                            named_children)
 from ..layers.spn import SPNConv2D, SPNDense, crop_to_dense_output
 from .forms import export_conv, export_dense
 
@@ -56,6 +60,9 @@ class DeployedConv(_Deployed):
         out_bias = out_scale * form['out_bias'] + out_shift
         self.r = wb.shape[0]
         self.channels = self.r if self.identity_out else wc.shape[1]
+        self.in_size = None  # (H, W) when fixed (set_input_size): static padding and crop
+        if self.p == 1 and not self.identity_out:
+            wc = wc.transpose(1, 0, 2, 3)  # a 1x1 convolution's weight (c_out, r, 1, 1)
         tag = TERNARY_TAG if ternary else ''
         with self.name_scope():
             if fold_scales:
@@ -65,7 +72,8 @@ class DeployedConv(_Deployed):
                 else:
                     self._constant('wb', wb * scale[:, None, None, None])
                     self._constant('wb_bias', shift)
-                    self._constant('wc', wc * out_scale[None, :, None, None])
+                    self._constant('wc', wc * out_scale.reshape(
+                        (-1, 1, 1, 1) if self.p == 1 else (1, -1, 1, 1)))
                     self._constant('wc_bias', out_bias)
             else:
                 self._constant(tag + 'wb', wb)
@@ -77,14 +85,46 @@ class DeployedConv(_Deployed):
                     self._constant('out_scale', out_scale.reshape(1, -1, 1, 1))
                 self._constant('out_bias', out_bias.reshape(1, -1, 1, 1))
 
+    def set_input_size(self, size):
+        """Fix the input's (H, W): padding and crop of p >= 2 become static (see geometry)."""
+        self.in_size = None if size is None else tuple(int(v) for v in size)
+
+    def geometry(self):
+        """(pad W_b's convolution symmetrically, output size to crop to or None) for the fixed
+        input size. W_b's blocks need an end padding of (p - 1)·s more than the dense
+        convolution's; when the symmetric padding already yields every needed block (e.g. 32 x 32
+        maps at p = 2), the explicit Pad goes, and when the blocks tile the output exactly, so
+        does the crop."""
+        p, kernel_b = self.p, wb_kernel(self.kernel, self.strides, self.p)
+        symmetric, blocks, out = True, [], []
+        for n, k, s, pad, kb in zip(self.in_size, self.kernel, self.strides, self.padding,
+                                    kernel_b):
+            size = (n + 2 * pad - k) // s + 1
+            needed = -(-size // p)
+            available = (n + 2 * pad - kb) // (p * s) + 1 if n + 2 * pad >= kb else 0
+            symmetric = symmetric and available >= needed
+            out.append(size)
+            blocks.append((available, (n + 2 * pad + (p - 1) * s - kb) // (p * s) + 1))
+        produced = [b[0] if symmetric else b[1] for b in blocks]
+        crop = None if all(b * p == o for b, o in zip(produced, out)) else tuple(out)
+        return symmetric, crop
+
     def hybrid_forward(self, F, x, **c):
         p, (ph, pw), (sh, sw) = self.p, self.padding, self.strides
         wb = c.get('wb', c.get(TERNARY_TAG + 'wb'))
         wc = c.get('wc', c.get(TERNARY_TAG + 'wc'))
+        if self.in_size and hasattr(x, 'shape') and tuple(x.shape[2:]) != self.in_size:
+            raise ValueError('%s is fixed to %s inputs, not %s' % (self.name, self.in_size,
+                                                                  tuple(x.shape[2:])))
+        symmetric, crop = self.geometry() if p > 1 and self.in_size else (False, 'dynamic')
         if p > 1:
-            x = F.pad(x, mode='constant',
-                      pad_width=(0, 0, 0, 0, ph, ph + (p - 1) * sh, pw, pw + (p - 1) * sw))
-            kernel_b, stride_b, pad_b = wb_kernel(self.kernel, self.strides, p), (p * sh, p * sw), (0, 0)
+            kernel_b, stride_b = wb_kernel(self.kernel, self.strides, p), (p * sh, p * sw)
+            if symmetric:
+                pad_b = self.padding
+            else:
+                x = F.pad(x, mode='constant',
+                          pad_width=(0, 0, 0, 0, ph, ph + (p - 1) * sh, pw, pw + (p - 1) * sw))
+                pad_b = (0, 0)
         else:
             kernel_b, stride_b, pad_b = self.kernel, self.strides, self.padding
         h = F.Convolution(x, wb, c.get('wb_bias'), kernel=kernel_b, stride=stride_b, pad=pad_b,
@@ -95,12 +135,15 @@ class DeployedConv(_Deployed):
         if self.identity_out:
             y = h
         elif p == 1:
-            y = F.Convolution(h, F.transpose(wc, axes=(1, 0, 2, 3)), c.get('wc_bias'),
-                              kernel=(1, 1), num_filter=self.channels, no_bias='wc_bias' not in c)
+            y = F.Convolution(h, wc, c.get('wc_bias'), kernel=(1, 1), num_filter=self.channels,
+                              no_bias='wc_bias' not in c)
         else:
             y = F.Deconvolution(h, wc, c.get('wc_bias'), kernel=(p, p), stride=(p, p),
                                 num_filter=self.channels, no_bias='wc_bias' not in c)
-            y = crop_to_dense_output(F, y, x, self.kernel, self.strides, p)
+            if crop == 'dynamic':
+                y = crop_to_dense_output(F, y, x, self.kernel, self.strides, p)
+            elif crop is not None:
+                y = F.slice(y, begin=(None, None, 0, 0), end=(None, None) + crop)
         if not self.fold_scales:
             if 'out_scale' in c:
                 y = F.broadcast_mul(y, c['out_scale'])
@@ -198,8 +241,39 @@ def _deploy_conv(block, bn, fold_scales):
                         ternary=False)
 
 
-def inference_net(net, fold_scales=True, hybridize=True):
+def fix_input_size(deployed, input_shape):
+    """Record the input size of every DeployedConv for inputs of `input_shape` (one imperative
+    pass with forward hooks) and fix it there. A layer that sees several sizes stays dynamic."""
+    sizes, handles = {}, []
+
+    def hook(block, args, output):
+        sizes.setdefault(block, set()).add(tuple(args[0].shape[2:]))
+    convs = [block for _, _, _, block in named_blocks(deployed) if isinstance(block, DeployedConv)]
+    try:
+        for block in convs:
+            handles.append(block.register_forward_hook(hook))
+        with imperative(deployed):
+            deployed(nd.zeros(tuple(input_shape), ctx=_context(deployed)))
+    finally:
+        for handle in handles:
+            handle.detach()
+    for block, seen in sizes.items():
+        block.set_input_size(seen.pop() if len(seen) == 1 else None)
+
+
+def _context(net):
+    for param in net.collect_params().values():
+        return param.list_ctx()[0]
+    return None
+
+
+def inference_net(net, fold_scales=True, hybridize=True, input_shape=None):
     """A copy of a trained network in its deployed form (see the module docstring).
+
+    With `input_shape` (N, C, H, W), the graph is specialised to that H x W (any N): paddings
+    and crops of p >= 2 layers are static, which drops most of them; other sizes are then
+    refused by the convolutions' shape checks or computed wrongly, so give it only for a fixed
+    deployment size (to_onnx does).
 
     Every SPN layer must be in phase TERNARY (ValueError otherwise, from export_conv); a network
     without SPN layers gets its batch norms folded only. The copy computes what `net` computes in
@@ -226,6 +300,8 @@ def inference_net(net, fold_scales=True, hybridize=True):
     for param in deployed.collect_params().values():
         if not is_initialized(param):  # the new constants
             param.initialize(ctx=contexts[0] if contexts else None)
+    if input_shape is not None:
+        fix_input_size(deployed, input_shape)
     if hybridize:
         deployed.hybridize(static_alloc=True, static_shape=True)
     return deployed

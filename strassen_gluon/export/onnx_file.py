@@ -11,8 +11,8 @@ convolutions only add and subtract.
 Opset: MXNet 1.9.1's exporter (mx.onnx.export_model) takes no opset argument; it stamps the
 model with onnx.defs.onnx_opset_version() (21 with onnx 1.16.2) and translates each operator
 with its newest translation (written for opsets 12-13). The operators it writes (Conv,
-ConvTranspose, Pad, Slice, Mul, Add, Relu, Gemm, pooling, Shape/GatherND/ScatterND for the p >= 2
-crop) mean the same in opset 21; onnx.checker's full check (with shape inference) passes on the
+ConvTranspose, Pad, Slice, Mul, Add, Relu, Gemm, pooling; for a p >= 2 layer whose blocks
+do not tile the fixed map size, a Pad and a Slice) mean the same in opset 21; onnx.checker's full check (with shape inference) passes on the
 result, and onnxruntime 1.32 runs it. `opset` (e.g. 17) declares an older opset for the
 same nodes (restamp_opset; checked the same way).
 
@@ -114,8 +114,8 @@ def drop_initializers_from_inputs(model):
 def restamp_opset(model, opset):
     """Declare opset `opset` (13 up to what the exporter stamped). The exporter's translations
     are written for opset 13, so an older stamp is the honest one for the same nodes; the
-    checker then validates every node against it. onnx.version_converter cannot do this: it has
-    no downward adapter for ConstantOfShape (the p >= 2 crop)."""
+    checker then validates every node against it. onnx.version_converter (onnx 1.16.2) cannot
+    do this: it has no downward adapter for Cast from opset 21."""
     stamped = model.opset_import[0].version
     if not 13 <= opset <= stamped:
         raise ValueError('opset %d: the exported nodes are valid from opset 13 to %d'
@@ -136,7 +136,8 @@ def to_onnx(net, path, input_shape, opset=None, dynamic_batch=True):
     import onnx
     require_ternary(net)
     input_shape = tuple(int(v) for v in input_shape)
-    deployed = inference_net(net, fold_scales=False, hybridize=True)
+    deployed = inference_net(net, fold_scales=False, hybridize=True,
+                             input_shape=input_shape)
     with tempfile.TemporaryDirectory() as folder:
         raw = os.path.join(folder, 'mxnet.onnx')
         _mxnet_to_onnx(deployed, input_shape, raw, folder, dynamic_batch)

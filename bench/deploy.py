@@ -11,8 +11,9 @@ the table gives images/s (median round) and the time ratio to the dense resnet20
 runtime: the ratios are what to read. Goals (issue 12): p = 2 inference graph <= 1.3x the dense
 time in MXNet and <= 1.2x in onnxruntime; p = 1 <= 1.15x in both.
 
---per_layer adds where the time goes at the largest batch: MXNet's profiler (aggregate time per
-operator) for the inference graphs, onnxruntime's profile (time per node type) for the files.
+--per_layer adds where the time goes at the largest batch: every convolution layer of the MXNet
+inference graphs timed alone on its input (dense vs p = 1 vs p = 2, layer by layer), and
+onnxruntime's profile (time per node type) of the files.
 """
 import argparse
 import collections
@@ -27,6 +28,7 @@ from mxnet import nd
 
 from strassen_gluon import set_phase
 from strassen_gluon.export import inference_net, to_onnx
+from strassen_gluon.export.graph import conv_calls
 from strassen_gluon.export.onnx_file import onnx_session
 from strassen_gluon.models import get_model
 
@@ -68,7 +70,8 @@ def runners(folder, batch):
         net = build(model, kwargs)
         net.hybridize(static_alloc=True, static_shape=True)
         out['training graph'][label] = mxnet_runner(net, x)
-        out['inference graph'][label] = mxnet_runner(inference_net(net), x)
+        out['inference graph'][label] = mxnet_runner(
+            inference_net(net, input_shape=(batch,) + SHAPE), x)
         path = os.path.join(folder, '%s.onnx' % label.replace(' ', '_').replace('=', ''))
         to_onnx(net, path, (batch,) + SHAPE)
         out['onnxruntime'][label] = onnx_runner(onnx_session(path), x)
@@ -95,22 +98,19 @@ def measure(runs, rounds, iters):
     return {label: statistics.median(values) for label, values in seconds.items()}
 
 
-def mxnet_profile(run, iters):
-    """Milliseconds per batch by MXNet operator, from the profiler's aggregate statistics."""
-    with tempfile.TemporaryDirectory() as folder:
-        mx.profiler.set_config(profile_imperative=True, profile_symbolic=True,
-                               aggregate_stats=True, filename=os.path.join(folder, 'p.json'))
-        mx.profiler.set_state('run')
-        for _ in range(iters):
-            run()
-        nd.waitall()
-        mx.profiler.set_state('stop')
-        stats = json.loads(mx.profiler.dumps(reset=True, format='json'))
-    totals = collections.Counter()
-    for domain in stats.get('Time', {}).values():
-        for op, entry in domain.items():
-            totals[op] += entry['Total'] / iters
-    return totals
+def mxnet_layer_times(deployed, x, rounds, iters):
+    """{layer key: ms per batch} of each convolution layer of the inference graph called alone
+    (hybridized) on the input it gets inside the network; interleaved rounds, median. The key
+    (input shape, channels, kernel, stride, occurrence) matches a layer across networks whose
+    layers are called in another order."""
+    runs, seen = {}, collections.Counter()
+    for block, inputs in conv_calls(deployed, x):
+        shape = 'in %s -> %d, %dx%d s%d' % ('x'.join(map(str, inputs.shape[1:])), block.channels,
+                                             block.kernel[0], block.kernel[1], block.strides[0])
+        seen[shape] += 1
+        block.hybridize(static_alloc=True, static_shape=True)
+        runs['%s #%d' % (shape, seen[shape])] = mxnet_runner(block, inputs.copy())
+    return {key: 1e3 * s for key, s in measure(runs, rounds, iters).items()}
 
 
 def onnx_profile(path, x, iters):
@@ -141,20 +141,29 @@ def print_breakdown(title, totals, top=8):
         print('    %-28s %8.2f ms  %5.1f%%' % (op, ms, 100 * ms / total))
 
 
-def per_layer(batch, iters):
-    print('\nwhere the time goes, batch %d (%d batches profiled; profiler overhead included)'
-          % (batch, iters))
+def per_layer(batch, rounds, iters):
+    print('\nwhere the time goes, batch %d: each convolution layer of the inference graph '
+          'alone (MXNet, ms per batch, median of %d rounds)' % (batch, rounds))
     x = nd.random.normal(shape=(batch,) + SHAPE)
+    times = {}
+    for label, model, kwargs in NETWORKS:
+        deployed = inference_net(build(model, kwargs), input_shape=(batch,) + SHAPE)
+        times[label] = mxnet_layer_times(deployed, x, rounds, iters)
+    dense = times['resnet20']
+    others = [label for label, _, _ in NETWORKS if label != 'resnet20']
+    print('%-34s %8s' % ('layer', 'dense') + ''.join(' %16s' % label for label in others))
+    for key in dense:
+        print('%-34s %8.2f' % (key, dense[key]) + ''.join(
+            ' %8.2f (%4.2fx)' % (times[o][key], times[o][key] / dense[key]) for o in others))
+    print('%-34s %8.2f' % ('sum', sum(dense.values())) + ''.join(
+        ' %8.2f (%4.2fx)' % (sum(times[o].values()), sum(times[o].values()) /
+                             sum(dense.values())) for o in others))
+    print('\nonnxruntime, batch %d: time per node type (its profiler, %d batches)' % (batch, iters))
     with tempfile.TemporaryDirectory() as folder:
         for label, model, kwargs in NETWORKS:
-            net = build(model, kwargs)
-            deployed = inference_net(net)
-            run = mxnet_runner(deployed, x)
-            run()
-            print_breakdown('%s, inference graph (MXNet)' % label, mxnet_profile(run, iters))
             path = os.path.join(folder, 'net.onnx')
-            to_onnx(net, path, (batch,) + SHAPE)
-            print_breakdown('%s, onnxruntime' % label, onnx_profile(path, x, iters))
+            to_onnx(build(model, kwargs), path, (batch,) + SHAPE)
+            print_breakdown(label, onnx_profile(path, x, iters))
 
 
 def main(argv=None):
@@ -194,7 +203,7 @@ def main(argv=None):
     if missed:
         print('missed goals: %s' % '; '.join('%s %s batch %d' % m for m in missed))
     if args.per_layer:
-        per_layer(max(args.batches), max(1, iters[max(args.batches)]))
+        per_layer(max(args.batches), args.rounds, iters[max(args.batches)])
 
 
 if __name__ == '__main__':

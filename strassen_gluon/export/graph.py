@@ -8,8 +8,9 @@ inference_net(net) copies the network and swaps, by type:
 
 Two layouts of the same arithmetic:
   * fold_scales=True (MXNet speed): multiplier folded into W_b, the batch norm into W_c, biases
-    into the convolutions; p >= 2 W_c as a fixed-weight Deconvolution plus a crop. Two
-    convolutions per SPN, no element-wise operator.
+    into the convolutions; p >= 2 W_c as a fixed-weight Deconvolution (its bias carried by one
+    extra hidden channel of constant 1) plus a crop. Two convolutions per SPN, no element-wise
+    operator.
   * fold_scales=False (what to_onnx writes): W_b and W_c stay exactly ternary; the multiplier,
     the folded batch norm and the biases are separate per-channel Mul / Add.
 
@@ -64,11 +65,25 @@ class DeployedConv(_Deployed):
         if self.p == 1 and not self.identity_out:
             wc = wc.transpose(1, 0, 2, 3)  # a 1x1 convolution's weight (c_out, r, 1, 1)
         tag = TERNARY_TAG if ternary else ''
+        self.bias_channel = fold_scales and self.p > 1 and not self.identity_out and \
+            self.groups == 1
+        self.hidden = self.r + self.bias_channel
         with self.name_scope():
             if fold_scales:
                 if self.identity_out:
                     self._constant('wb', wb * (scale * out_scale)[:, None, None, None])
                     self._constant('wb_bias', shift * out_scale + out_bias)
+                elif self.bias_channel:
+                    # MXNet's Deconvolution adds a bias ~10x slower than it convolves: the bias
+                    # rides on one more hidden channel, a zero W_b filter with bias 1, whose W_c
+                    # row is the bias at every block position.
+                    zero_filter = np.zeros((1,) + wb.shape[1:])
+                    self._constant('wb', np.concatenate([wb * scale[:, None, None, None],
+                                                         zero_filter]))
+                    self._constant('wb_bias', np.append(shift, 1.0))
+                    bias_row = np.broadcast_to(out_bias[None, :, None, None], (1,) + wc.shape[1:])
+                    self._constant('wc', np.concatenate([wc * out_scale[None, :, None, None],
+                                                         bias_row]))
                 else:
                     self._constant('wb', wb * scale[:, None, None, None])
                     self._constant('wb_bias', shift)
@@ -128,7 +143,7 @@ class DeployedConv(_Deployed):
         else:
             kernel_b, stride_b, pad_b = self.kernel, self.strides, self.padding
         h = F.Convolution(x, wb, c.get('wb_bias'), kernel=kernel_b, stride=stride_b, pad=pad_b,
-                          dilate=self.dilation, num_filter=self.r, num_group=self.groups,
+                          dilate=self.dilation, num_filter=self.hidden, num_group=self.groups,
                           no_bias='wb_bias' not in c)
         if not self.fold_scales:
             h = F.broadcast_add(F.broadcast_mul(h, c['scale']), c['shift'])
@@ -241,22 +256,28 @@ def _deploy_conv(block, bn, fold_scales):
                         ternary=False)
 
 
-def fix_input_size(deployed, input_shape):
-    """Record the input size of every DeployedConv for inputs of `input_shape` (one imperative
-    pass with forward hooks) and fix it there. A layer that sees several sizes stays dynamic."""
-    sizes, handles = {}, []
-
-    def hook(block, args, output):
-        sizes.setdefault(block, set()).add(tuple(args[0].shape[2:]))
+def conv_calls(deployed, x):
+    """[(DeployedConv, its input)] of one imperative pass of `deployed` on `x`, in call order."""
+    calls, handles = [], []
     convs = [block for _, _, _, block in named_blocks(deployed) if isinstance(block, DeployedConv)]
     try:
         for block in convs:
-            handles.append(block.register_forward_hook(hook))
+            handles.append(block.register_forward_hook(
+                lambda block, args, output: calls.append((block, args[0]))))
         with imperative(deployed):
-            deployed(nd.zeros(tuple(input_shape), ctx=_context(deployed)))
+            deployed(x)
     finally:
         for handle in handles:
             handle.detach()
+    return calls
+
+
+def fix_input_size(deployed, input_shape):
+    """Fix the input size of every DeployedConv to what it sees for inputs of `input_shape`. A
+    layer that sees several sizes stays dynamic."""
+    sizes = {}
+    for block, x in conv_calls(deployed, nd.zeros(tuple(input_shape), ctx=_context(deployed))):
+        sizes.setdefault(block, set()).add(tuple(x.shape[2:]))
     for block, seen in sizes.items():
         block.set_input_size(seen.pop() if len(seen) == 1 else None)
 

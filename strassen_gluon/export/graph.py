@@ -8,9 +8,8 @@ inference_net(net) copies the network and swaps, by type:
 
 Two layouts of the same arithmetic:
   * fold_scales=True (MXNet speed): multiplier folded into W_b, the batch norm into W_c, biases
-    into the convolutions; p >= 2 W_c as a fixed-weight Deconvolution (its bias carried by one
-    extra hidden channel of constant 1) plus a crop. Two convolutions per SPN, no element-wise
-    operator.
+    into the convolutions; p >= 2 W_c as a fixed-weight Deconvolution (its bias added by an
+    identity batch norm, faster than the Deconvolution's own) plus a crop where needed.
   * fold_scales=False (what to_onnx writes): W_b and W_c stay exactly ternary; the multiplier,
     the folded batch norm and the biases are separate per-channel Mul / Add.
 
@@ -29,7 +28,8 @@ from ..gluon_compat import (conv_options, imperative, is_initialized, layer_opti
 from ..layers.spn import SPNConv2D, SPNDense, crop_to_dense_output
 from .forms import export_conv, export_dense
 
-TERNARY_TAG = 'ternary_'  # constant names starting with this hold only {-1, 0, 1} (to_onnx)
+TERNARY_TAG = 'ternary_'
+BIAS_EPS = 1e-20  # the batch norm that adds a bias: 1 / sqrt(1 + BIAS_EPS) == 1 in float32  # constant names starting with this hold only {-1, 0, 1} (to_onnx)
 
 
 class _Deployed(HybridBlock):
@@ -65,31 +65,22 @@ class DeployedConv(_Deployed):
         if self.p == 1 and not self.identity_out:
             wc = wc.transpose(1, 0, 2, 3)  # a 1x1 convolution's weight (c_out, r, 1, 1)
         tag = TERNARY_TAG if ternary else ''
-        self.bias_channel = fold_scales and self.p > 1 and not self.identity_out and \
-            self.groups == 1
-        self.hidden = self.r + self.bias_channel
         with self.name_scope():
             if fold_scales:
                 if self.identity_out:
                     self._constant('wb', wb * (scale * out_scale)[:, None, None, None])
                     self._constant('wb_bias', shift * out_scale + out_bias)
-                elif self.bias_channel:
-                    # MXNet's Deconvolution adds a bias ~10x slower than it convolves: the bias
-                    # rides on one more hidden channel, a zero W_b filter with bias 1, whose W_c
-                    # row is the bias at every block position.
-                    zero_filter = np.zeros((1,) + wb.shape[1:])
-                    self._constant('wb', np.concatenate([wb * scale[:, None, None, None],
-                                                         zero_filter]))
-                    self._constant('wb_bias', np.append(shift, 1.0))
-                    bias_row = np.broadcast_to(out_bias[None, :, None, None], (1,) + wc.shape[1:])
-                    self._constant('wc', np.concatenate([wc * out_scale[None, :, None, None],
-                                                         bias_row]))
                 else:
                     self._constant('wb', wb * scale[:, None, None, None])
                     self._constant('wb_bias', shift)
                     self._constant('wc', wc * out_scale.reshape(
                         (-1, 1, 1, 1) if self.p == 1 else (1, -1, 1, 1)))
                     self._constant('wc_bias', out_bias)
+                    if self.p > 1:
+                        # MXNet's Deconvolution adds its bias ~10x slower than it convolves; a
+                        # batch norm with mean 0, variance 1 and scale 1 adds it exactly, fast.
+                        self._constant('bias_ones', np.ones(self.channels))
+                        self._constant('bias_zeros', np.zeros(self.channels))
             else:
                 self._constant(tag + 'wb', wb)
                 self._constant('scale', scale.reshape(1, -1, 1, 1))
@@ -143,7 +134,7 @@ class DeployedConv(_Deployed):
         else:
             kernel_b, stride_b, pad_b = self.kernel, self.strides, self.padding
         h = F.Convolution(x, wb, c.get('wb_bias'), kernel=kernel_b, stride=stride_b, pad=pad_b,
-                          dilate=self.dilation, num_filter=self.hidden, num_group=self.groups,
+                          dilate=self.dilation, num_filter=self.r, num_group=self.groups,
                           no_bias='wb_bias' not in c)
         if not self.fold_scales:
             h = F.broadcast_add(F.broadcast_mul(h, c['scale']), c['shift'])
@@ -153,8 +144,11 @@ class DeployedConv(_Deployed):
             y = F.Convolution(h, wc, c.get('wc_bias'), kernel=(1, 1), num_filter=self.channels,
                               no_bias='wc_bias' not in c)
         else:
-            y = F.Deconvolution(h, wc, c.get('wc_bias'), kernel=(p, p), stride=(p, p),
-                                num_filter=self.channels, no_bias='wc_bias' not in c)
+            y = F.Deconvolution(h, wc, kernel=(p, p), stride=(p, p), num_filter=self.channels,
+                                no_bias=True)
+            if 'wc_bias' in c:  # (1 + eps)^-1/2 is exactly 1 in float32
+                y = F.BatchNorm(y, c['bias_ones'], c['wc_bias'], c['bias_zeros'], c['bias_ones'],
+                                eps=BIAS_EPS, use_global_stats=True, fix_gamma=False)
             if crop == 'dynamic':
                 y = crop_to_dense_output(F, y, x, self.kernel, self.strides, p)
             elif crop is not None:

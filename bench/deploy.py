@@ -11,7 +11,7 @@ the table gives images/s (median round) and the time ratio to the dense resnet20
 runtime: the ratios are what to read. Goals (issue 12): p = 2 inference graph <= 1.3x the dense
 time in MXNet and <= 1.2x in onnxruntime; p = 1 <= 1.15x in both.
 
---per_layer adds where the time goes at the largest batch: every convolution layer of the MXNet
+--per_layer [BATCH] adds where the time goes (at the largest batch, or BATCH): every convolution layer of the MXNet
 inference graphs timed alone on its input (dense vs p = 1 vs p = 2, layer by layer), and
 onnxruntime's profile (time per node type) of the files.
 """
@@ -176,8 +176,10 @@ def main(argv=None):
     parser.add_argument('--iters', type=lambda s: [int(v) for v in s.split(',')],
                         default=[50, 3],
                         help='batches per round: one value, or one per --batches entry')
-    parser.add_argument('--per_layer', action='store_true',
-                        help='also profile the time per operator at the largest batch')
+    parser.add_argument('--per_layer', type=int, nargs='?', const=-1, default=None,
+                        metavar='BATCH',
+                        help='also time every layer alone, and profile onnxruntime, at batch '
+                             'BATCH (default: the largest of --batches)')
     args = parser.parse_args(argv)
     iters = dict(zip(args.batches, args.iters * len(args.batches) if len(args.iters) == 1
                      else args.iters))
@@ -205,8 +207,9 @@ def main(argv=None):
         print('%-16s %5d  %-16s %10.0f %6.2fx  %s' % (runtime, batch, label, rate, ratio, verdict))
     if missed:
         print('missed goals: %s' % '; '.join('%s %s batch %d' % m for m in missed))
-    if args.per_layer:
-        per_layer(max(args.batches), args.rounds, iters[max(args.batches)])
+    if args.per_layer is not None:
+        batch = max(args.batches) if args.per_layer < 0 else args.per_layer
+        per_layer(batch, args.rounds, iters.get(batch, max(1, 256 // batch)))
 
 
 if __name__ == '__main__':

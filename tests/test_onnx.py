@@ -185,3 +185,20 @@ def test_command_errors(runs, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             export_main(bad)
         assert exit_info.value.code == 2
+
+
+def test_network_converted_from_gluoncv_exports(tmp_path):
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    from strassen_gluon.convert import strassenize
+    mx.random.seed(0)
+    net = gluoncv_model('cifar_resnet20_v1', pretrained=False)
+    net.initialize(mx.init.Xavier())
+    strassenize(net, out_patch=2)
+    set_phase(net, 'ternary')
+    x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    with mx.autograd.record():  # moves the batch norms' running statistics
+        net(x)
+    path = str(tmp_path / 'converted.onnx')
+    to_onnx(net, path, (1, 3, 32, 32))
+    assert check_onnx(net, path, x)['relative'] < 1e-4
+    assert_ternary_file(path, net)

@@ -11,9 +11,9 @@ the table gives images/s (median round) and the time ratio to the dense resnet20
 runtime: the ratios are what to read. Goals (issue 12): p = 2 inference graph <= 1.3x the dense
 time in MXNet and <= 1.2x in onnxruntime; p = 1 <= 1.15x in both.
 
---per_layer [BATCH] adds where the time goes (at the largest batch, or BATCH): every convolution layer of the MXNet
-inference graphs timed alone on its input (dense vs p = 1 vs p = 2, layer by layer), and
-onnxruntime's profile (time per node type) of the files.
+--per_layer [BATCH] adds where the time goes (at the largest batch, or BATCH): every
+convolution layer of the MXNet inference graphs timed alone on its input (dense vs p = 1 vs
+p = 2, layer by layer), and onnxruntime's profile (time per node type) of the files.
 """
 import argparse
 import collections

@@ -70,9 +70,11 @@ def export(args, say=print):
             '(%s mults, %s adds per image)' % ('{:,}'.format(size['bits']), size['megabytes'],
                                               human(size['mults']), human(size['adds'])))
     if args.packed:
-        save_exported(args.packed, export_model(net), packed=True)
-        say('wrote %s (W_b and W_c at 2 bits per weight; strassen_gluon.export.load_exported '
-            'reads it)' % args.packed)
+        forms = export_model(net)
+        save_exported(args.packed, forms, packed=True)
+        say('wrote %s (%s)' % (args.packed, 'W_b and W_c of %d SPN layers at 2 bits per weight; '
+                               'strassen_gluon.export.load_exported reads it' % len(forms)
+                               if forms else 'empty: the network has no SPN layer'))
     if args.check:
         mx.random.seed(args.seed)
         x = mx.nd.random.normal(shape=(args.check_batch,) + tuple(shape[1:]), ctx=ctx)

@@ -28,8 +28,8 @@ from ..gluon_compat import (conv_options, imperative, is_initialized, layer_opti
 from ..layers.spn import SPNConv2D, SPNDense, crop_to_dense_output
 from .forms import export_conv, export_dense
 
-TERNARY_TAG = 'ternary_'
-BIAS_EPS = 1e-20  # the batch norm that adds a bias: 1 / sqrt(1 + BIAS_EPS) == 1 in float32  # constant names starting with this hold only {-1, 0, 1} (to_onnx)
+TERNARY_TAG = 'ternary_'  # constant names starting with this hold only {-1, 0, 1} (to_onnx)
+BIAS_EPS = 1e-20  # the batch norm that adds a bias: 1 / sqrt(1 + BIAS_EPS) == 1 in float32
 
 
 class _Deployed(HybridBlock):

@@ -11,14 +11,14 @@ convolutions only add and subtract.
 Opset: MXNet 1.9.1's exporter (mx.onnx.export_model) takes no opset argument; it stamps the
 model with onnx.defs.onnx_opset_version() (21 with onnx 1.16.2) and translates each operator
 with its newest translation (written for opsets 12-13). The operators it writes (Conv,
-ConvTranspose, Pad, Slice, Mul, Add, Relu, Gemm, pooling; for a p >= 2 layer whose blocks
-do not tile the fixed map size, a Pad and a Slice) mean the same in opset 21; onnx.checker's full check (with shape inference) passes on the
-result, and onnxruntime 1.32 runs it. `opset` (e.g. 17) declares an older opset for the
-same nodes (restamp_opset; checked the same way).
+ConvTranspose, Mul, Add, Relu, Gemm, pooling, Cast; Pad and Slice for a p >= 2 layer whose
+blocks do not tile the fixed map size) mean the same in opset 21; onnx.checker's full check
+(with shape inference) passes on the result, and onnxruntime 1.32 runs it. `opset` (e.g. 17)
+declares an older opset for the same nodes (restamp_opset; checked the same way).
 
 A network whose SPN layers are not all in phase TERNARY is refused (PhaseError): its W_b/W_c are
 not ternary yet, so there is no deployed form to write; train it through the ternary phases
-(or export an earlier checkpoint's dense twin). Networks without SPN layers (resnet20, ...)
+first. Networks without SPN layers (resnet20, ...)
 export with their batch norms folded.
 """
 import os

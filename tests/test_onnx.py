@@ -193,9 +193,9 @@ def test_network_converted_from_gluoncv_exports(tmp_path):
     mx.random.seed(0)
     net = gluoncv_model('cifar_resnet20_v1', pretrained=False)
     net.initialize(mx.init.Xavier())
-    strassenize(net, out_patch=2)
-    set_phase(net, 'ternary')
     x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    strassenize(net, out_patch=2, calibration=x)  # the batch gives the stem its input size
+    set_phase(net, 'ternary')
     with mx.autograd.record():  # moves the batch norms' running statistics
         net(x)
     path = str(tmp_path / 'converted.onnx')

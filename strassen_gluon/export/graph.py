@@ -19,7 +19,7 @@ all: 32 x 32 maps at p = 2 need neither); without it, the padding and crop follo
 import copy
 
 import numpy as np
-from mxnet import nd
+from mxnet import cpu, nd
 from mxnet.gluon import HybridBlock, nn
 
 from ..convert.walk import named_blocks, replace_child
@@ -270,16 +270,17 @@ def fix_input_size(deployed, input_shape):
     """Fix the input size of every DeployedConv to what it sees for inputs of `input_shape`. A
     layer that sees several sizes stays dynamic."""
     sizes = {}
-    for block, x in conv_calls(deployed, nd.zeros(tuple(input_shape), ctx=_context(deployed))):
+    for block, x in conv_calls(deployed, nd.zeros(tuple(input_shape), ctx=context_of(deployed))):
         sizes.setdefault(block, set()).add(tuple(x.shape[2:]))
     for block, seen in sizes.items():
         block.set_input_size(seen.pop() if len(seen) == 1 else None)
 
 
-def _context(net):
+def context_of(net):
+    """The context of the first parameter of `net` (the CPU for a net without parameters)."""
     for param in net.collect_params().values():
         return param.list_ctx()[0]
-    return None
+    return cpu()
 
 
 def inference_net(net, fold_scales=True, hybridize=True, input_shape=None):

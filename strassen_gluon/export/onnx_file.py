@@ -18,8 +18,7 @@ declares an older opset for the same nodes (restamp_opset; checked the same way)
 
 A network whose SPN layers are not all in phase TERNARY is refused (PhaseError): its W_b/W_c are
 not ternary yet, so there is no deployed form to write; train it through the ternary phases
-first. Networks without SPN layers (resnet20, ...)
-export with their batch norms folded.
+first. Networks without SPN layers (resnet20, ...) export with their batch norms folded.
 """
 import os
 import tempfile
@@ -29,11 +28,13 @@ import numpy as np
 from mxnet import nd
 
 from ..config import Phase
+from ..count import count_model
 from ..errors import PhaseError
 from ..layers.spn import spn_layers
-from .graph import TERNARY_TAG, inference_net
+from .graph import TERNARY_TAG, context_of, inference_net
 
-INPUT_NAME = 'data'
+# onnx and onnxruntime are imported where used, so that the rest of strassen_gluon.export (the
+# numpy form, the inference graph) works without them.
 
 
 def require_ternary(net):
@@ -52,7 +53,6 @@ def deployed_size(net, input_shape):
     """The deployed model's size by strassen_gluon.count: 2 bits per ternary weight, 32 per other
     value. Returns {'bits', 'megabytes', 'mults', 'adds'} (operations for one input of
     `input_shape` with batch 1)."""
-    from ..count import count_model  # count imports the model registry; only needed here
     total = count_model(net, input_shape=(1,) + tuple(input_shape[1:]))['total']
     return {'bits': total['bits'], 'megabytes': total['bits'] / 8e6,
             'mults': total['mults'], 'adds': total['adds']}
@@ -60,18 +60,12 @@ def deployed_size(net, input_shape):
 
 def _mxnet_to_onnx(deployed, input_shape, path, folder, dynamic_batch):
     """HybridBlock.export (symbol + params) of the hybridized `deployed`, then mx.onnx."""
-    deployed(nd.zeros(input_shape, ctx=_context(deployed)))  # builds the cached graph to export
+    deployed(nd.zeros(input_shape, ctx=context_of(deployed)))  # builds the cached graph to export
     prefix = os.path.join(folder, 'deployed')
     deployed.export(prefix)
     mx.onnx.export_model(prefix + '-symbol.json', prefix + '-0000.params', [tuple(input_shape)],
                          [np.float32], path, dynamic=dynamic_batch,
                          dynamic_input_shapes=[(None,) + tuple(input_shape[1:])])
-
-
-def _context(net):
-    for param in net.collect_params().values():
-        return param.list_ctx()[0]
-    return mx.cpu()
 
 
 def store_ternary_as_int8(model):

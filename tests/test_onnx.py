@@ -181,7 +181,8 @@ def test_command_errors(runs, tmp_path, capsys):
     assert 'not TERNARY' in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / 'x.onnx'))
     for bad in ([runs['ternary']], [runs['ternary'], '--packed', 'x.npz', '--check'],
-                [runs['ternary'], '--onnx', 'x.onnx', '--bogus']):
+                [runs['ternary'], '--onnx', 'x.onnx', '--bogus'],
+                [runs['ternary'], '--onnx', 'x.onnx', '--opset', '12']):
         with pytest.raises(SystemExit) as exit_info:
             export_main(bad)
         assert exit_info.value.code == 2

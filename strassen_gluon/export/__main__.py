@@ -48,6 +48,11 @@ def parse_args(argv=None):
         parser.error('give --onnx FILE, --packed FILE.npz or both')
     if args.check and not args.onnx:
         parser.error('--check checks the --onnx file; give --onnx FILE')
+    if args.opset is not None:
+        from onnx.defs import onnx_opset_version
+        if not 13 <= args.opset <= onnx_opset_version():
+            parser.error('--opset takes 13 to %d (the exported nodes are opset 13 ones, stamped '
+                         '%d by the exporter)' % (onnx_opset_version(), onnx_opset_version()))
     if args.check_batch < 1:
         parser.error('--check_batch must be at least 1')
     return args

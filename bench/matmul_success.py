@@ -91,7 +91,8 @@ def summarize(name, runs):
         line += ', seconds to exact: median %.1f, max %.1f' % (statistics.median(times), max(times))
         additions = sorted(run['additions'] for run in runs if run['found'])
         line += ', additions %s' % additions
-    residuals = [run['best_residual'] for run in runs if not run['found'] and 'best_residual' in run]
+    residuals = [run['best_residual'] for run in runs
+                 if not run['found'] and 'best_residual' in run]
     if residuals:
         line += ', best residual of misses %s' % residuals
     print(line, flush=True)
@@ -132,6 +133,8 @@ def run_flip(m, k, n, rank, seeds, time_limit, found_algorithms):
               % (m, k, n, rank, seed, run['rank'], 'reached' if result.found else 'best',
                  result.seconds, result.steps, run['additions'], run['additions_cse']),
               flush=True)
+        if result.found:
+            found_algorithms.setdefault((m, k, n), result.algorithm)
         runs.append(run)
     return runs
 

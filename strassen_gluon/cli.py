@@ -86,6 +86,20 @@ def per_stage(kind, stages):
     return parse
 
 
+def at_least(low):
+    """An argparse type: an integer >= low."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
+        if value < low:
+            raise argparse.ArgumentTypeError('must be >= %d, got %d' % (low, value))
+        return value
+    parse.__name__ = 'integer >= %d' % low
+    return parse
+
+
 def int_list(text):
     """A comma list of integers ('' is the empty list)."""
     try:

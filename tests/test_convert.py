@@ -14,6 +14,7 @@ from strassen_gluon.convert import (ConversionError, ConversionWarning, Transfer
                                     init_from_dense, load_gluoncv, strassenize, transfer_dense,
                                     transfer_gluoncv)
 from strassen_gluon.models import get_model
+from strassen_gluon.quant import twn
 
 
 def rel(a, b):
@@ -126,6 +127,26 @@ def test_grouped_conv_and_dense_layers_are_exact():
     assert rel(outputs(net, x), dense_out) < 1e-5
     set_phase(net, Phase.DENSE)
     assert rel(outputs(net, x), dense_out) < 1e-6
+
+
+def test_rows_of_very_different_size_all_survive_ternarisation():
+    # Output channels whose weights differ by 300x: W_b rows are balanced, ã keeps the sizes,
+    # so the one TWN threshold of the tensor leaves every row some nonzero entries.
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(6, 3, padding=1, in_channels=4), nn.BatchNorm(in_channels=6))
+    net.initialize(mx.init.Xavier())
+    x = nd.random.normal(shape=(5, 4, 8, 8))
+    net(x)
+    sizes = np.geomspace(0.01, 3.0, 6).reshape(6, 1, 1, 1)
+    net[0].weight.set_data(net[0].weight.data() * nd.array(sizes))
+    dense_out = outputs(net, x)
+    strassenize(net, calibration=x)
+    layer = net[0]
+    assert rel(outputs(net, x), dense_out) < 1e-5
+    wb = layer.wb.data().asnumpy().reshape(layer.r, -1)
+    np.testing.assert_allclose(np.abs(wb).mean(axis=1), 1.0, rtol=1e-5)
+    levels, _ = twn(nd, layer.wb.data())
+    assert (np.abs(levels.asnumpy().reshape(layer.r, -1)).sum(axis=1) > 0).all()
 
 
 # ------------------------------------------------------------------ the SVD bound

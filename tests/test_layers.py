@@ -290,6 +290,30 @@ def test_freeze_keeps_quantizing_and_stops_ternary_updates():
     assert layer.wb.grad_req == 'write'
 
 
+@pytest.mark.parametrize('batch_norm, identity_out, fixed_scale',
+                         [(True, False, False), (False, False, False), (False, True, True),
+                          (True, True, False)])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_frozen_dense_layer_still_trains_its_bias(batch_norm, identity_out, fixed_scale,
+                                                  hybridize):
+    # MKLDNN's FullyConnected drops the bias gradient when its weight has none; with W_b/W_c
+    # frozen the bias must still receive d(loss)/d(bias) = the output gradient summed over rows.
+    layer = SPNDense(6, in_units=5, r=6, batch_norm=batch_norm, identity_out=identity_out,
+                     fixed_scale=fixed_scale, phase=Phase.TERNARY)
+    layer.initialize(mx.init.Uniform(0.5))
+    if hybridize:
+        layer.hybridize()
+    freeze_ternary(layer)
+    x = nd.random.normal(shape=(4, 5))
+    for _ in range(2):  # the second pass must not see the first pass's gradient
+        weights = nd.random.uniform(shape=(4, 6))
+        with autograd.record():
+            loss = (layer(x) * weights).sum()
+        loss.backward()
+        np.testing.assert_allclose(layer.bias.grad().asnumpy(), weights.sum(axis=0).asnumpy(),
+                                   rtol=1e-5)
+
+
 def test_multi_step_hybridized_ternary_training_reduces_loss():
     """The original's ternary mode crashed in backward on this stack; ours must train."""
     mx.random.seed(5)

@@ -12,6 +12,12 @@ dense twin, gluoncv weights). For a layer computing y = M·(input window), it ch
   from a W_b input window to the p x p output block; one block per W_b group) by truncated SVD:
   M ≈ U Σ Vᵀ, W_c = U, ã = σ, W_b = Vᵀ. Its relative (Frobenius) error is reported.
 
+Every W_b row is then scaled to mean |w| = 1 and ã takes the factor (not with a fixed ã): the
+product is unchanged and the SPN batch norm after W_b removes a row's scale anyway, but the
+ternary quantizer has one threshold per tensor (TWN), which would zero most of a row whose weights
+are small. Measured on a converted ST-ResNet-20 (p = 1), quantized right away with the batch norms
+recalibrated: 55.0% instead of 52.8% test accuracy before any fine-tuning.
+
 Hidden units left over (r larger than needed) get small random W_b rows and zero W_c columns:
 they change nothing at the start but receive gradients, so fine-tuning can use them.
 
@@ -22,7 +28,7 @@ mode computes a ⊙ h for any input, and training mode does too on a batch with 
 Without calibration the running variance is set to 1 - eps and the mean to 0 (inference mode
 exact; training-mode batch statistics rescale each hidden unit).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -307,9 +313,19 @@ def factorize(layer, output_scale=None):
         weight = weight * np.asarray(output_scale).reshape((-1,) + (1,) * (weight.ndim - 1))
     rng = np.random.RandomState(_EXTRA_SEED)
     if isinstance(layer, SPNConv2D):
-        return _factor_conv(layer, weight, rng)
-    factors = _factor_matrix(weight, layer.r, rng, layer.identity_out)
-    return factors
+        factors = _factor_conv(layer, weight, rng)
+    else:
+        factors = _factor_matrix(weight, layer.r, rng, layer.identity_out)
+    return factors if layer.fixed_scale else _balance_rows(factors)
+
+
+def _balance_rows(factors):
+    """W_b rows at mean |w| = 1, ã scaled to match (see the module docstring)."""
+    rows = factors.wb.reshape(len(factors.wb), -1)
+    size = np.abs(rows).mean(axis=1)
+    size[size == 0] = 1.0
+    wb = (rows / size[:, None]).reshape(factors.wb.shape)
+    return replace(factors, wb=wb, a=factors.a * size)
 
 
 def _lstm_init(layer):

@@ -390,6 +390,16 @@ class SPNDense(_SPNWithBatchNorm):
 
     def hybrid_forward(self, F, x, **params):
         bias = params.get('bias')
+        late_bias = None
+        if self._frozen and self._phase != Phase.DENSE and bias is not None:
+            # MXNet 1.9's MKLDNN FullyConnected skips the bias gradient when its weight needs
+            # none (frozen W_b/W_c): the bias would keep a stale gradient. Add it after the
+            # product instead, where autograd always reaches it.
+            bias, late_bias = None, bias
+        out = self._forward(F, x, bias, params)
+        return out if late_bias is None else F.broadcast_add(out, late_bias)
+
+    def _forward(self, F, x, bias, params):
         if self._phase == Phase.DENSE:
             weight = with_shape_anchor(F, params['dense_weight'], params, self._unused_params(), 2)
             return F.FullyConnected(x, weight, bias, num_hidden=self.units,

@@ -3,6 +3,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from ..cli import at_least
 from .algebra import (describe, evaluate, load_algorithm, matmul_tensor, rank_lower_bound,
                       save_algorithm)
 from .flip import DEFAULT_PLATEAU, flip_search
@@ -18,26 +19,6 @@ def default_method(m, k, n):
     return 'spn' if m * k * n <= 8 else 'flip'
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
-
-
-def _nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
-    return value
-
-
 def parse_args(argv=None):
     defaults = SearchConfig()
     parser = argparse.ArgumentParser(
@@ -45,17 +26,17 @@ def parse_args(argv=None):
         description='Learn an exact {-1,0,1} algorithm multiplying an MxK by a KxN matrix with '
                     'RANK multiplications, verified in integer arithmetic; or verify one '
                     '(--verify). Exit code: 0 found/exact, 1 not found/not exact, 2 bad input.')
-    parser.add_argument('--m', type=_positive_int, help='rows of A')
-    parser.add_argument('--k', type=_positive_int, help='columns of A = rows of B')
-    parser.add_argument('--n', type=_positive_int, help='columns of B')
-    parser.add_argument('--rank', type=_positive_int, help='number of multiplications R')
+    parser.add_argument('--m', type=at_least(1), help='rows of A')
+    parser.add_argument('--k', type=at_least(1), help='columns of A = rows of B')
+    parser.add_argument('--n', type=at_least(1), help='columns of B')
+    parser.add_argument('--rank', type=at_least(1), help='number of multiplications R')
     parser.add_argument('--method', choices=METHODS, default='auto',
                         help="search: 'spn' (the paper's bilinear SPN), 'flip' (flip-graph "
                              "random walk) or 'auto': spn for 2x2x2 and smaller, flip for "
                              "larger formats (default %(default)s)")
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the search; restart i uses a seed derived from (SEED, i)')
-    parser.add_argument('--restarts', type=_positive_int, default=DEFAULT_RESTARTS,
+    parser.add_argument('--restarts', type=at_least(1), default=DEFAULT_RESTARTS,
                         help='fresh populations to try (default %(default)s)')
     parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                         help='give up after this many seconds in total (flip default: %d)'
@@ -67,21 +48,21 @@ def parse_args(argv=None):
     flip = parser.add_argument_group('flip-graph walk (--method flip)')
     flip.add_argument('--start', metavar='FILE',
                       help='start the walk from the exact algorithm in FILE (default: schoolbook)')
-    flip.add_argument('--plateau', type=_positive_int, default=DEFAULT_PLATEAU,
+    flip.add_argument('--plateau', type=at_least(1), default=DEFAULT_PLATEAU,
                       help='flip attempts without a rank drop before a restart from a best '
                            'scheme with a plus transition [%(default)s]')
     group = parser.add_argument_group('SPN hyperparameters, --method spn (defaults in brackets)')
-    group.add_argument('--population', type=_positive_int, default=defaults.population,
+    group.add_argument('--population', type=at_least(1), default=defaults.population,
                        help='candidates trained at once per restart [%(default)s]')
-    group.add_argument('--fp-steps', type=_nonnegative_int, default=defaults.fp_steps,
+    group.add_argument('--fp-steps', type=at_least(0), default=defaults.fp_steps,
                        help='full-precision steps [%(default)s]')
-    group.add_argument('--anneal-steps', type=_nonnegative_int, default=defaults.anneal_steps,
+    group.add_argument('--anneal-steps', type=at_least(0), default=defaults.anneal_steps,
                        help='steps while the pull towards {-1,0,1} grows [%(default)s]')
-    group.add_argument('--ternary-steps', type=_nonnegative_int, default=defaults.ternary_steps,
+    group.add_argument('--ternary-steps', type=at_least(0), default=defaults.ternary_steps,
                        help='steps with a ternarised forward pass [%(default)s]')
     group.add_argument('--lr', type=float, default=defaults.lr,
                        help='Adam learning rate [%(default)s]')
-    group.add_argument('--batch-size', type=_positive_int, default=defaults.batch_size,
+    group.add_argument('--batch-size', type=at_least(1), default=defaults.batch_size,
                        help='random matrix pairs per step [%(default)s]')
     group.add_argument('--data', choices=('gaussian', 'basis'), default=defaults.data,
                        help='training matrices: Gaussian, or all pairs of unit matrices '

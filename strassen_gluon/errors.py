@@ -6,8 +6,10 @@ exception                 exit  meaning
 ========================  ====  ===============================================================
 DataError                 1     data missing or unusable (a file is named in the message)
 RunFolderError            1     a run folder cannot be resumed (a file is named in the message)
+PhaseError                1     a network's SPN layers are in a phase the operation refuses
 UsageError                2     bad options or configuration
 Diverged                  3     the loss or a parameter became NaN or infinite
+CheckFailed               4     an exported file disagrees with the network it came from
 KeyboardInterrupt         130   Ctrl-C; the last complete epoch is saved
 ========================  ====  ===============================================================
 """
@@ -28,6 +30,12 @@ class RunFolderError(StrassenError):
     exit_status = 1
 
 
+class PhaseError(StrassenError, ValueError):
+    """SPN layers in a phase the operation does not accept (e.g. deploying a network whose W_b
+    and W_c are not yet ternary)."""
+    exit_status = 1
+
+
 class UsageError(StrassenError):
     """A problem with the options or the configuration, reported in one line."""
     exit_status = 2
@@ -36,6 +44,11 @@ class UsageError(StrassenError):
 class Diverged(StrassenError):
     """The training loss or a parameter became NaN or infinite."""
     exit_status = 3
+
+
+class CheckFailed(StrassenError):
+    """An exported file computes something else than the network it was exported from."""
+    exit_status = 4
 
 
 EXIT_DONE, EXIT_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

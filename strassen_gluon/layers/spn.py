@@ -90,6 +90,19 @@ def pixel_shuffle(F, y, channels, p):
     return F.reshape(y, shape=(0, 0, -3, -3))
 
 
+def crop_to_dense_output(F, y, x_padded, kernel, strides, p):
+    """Crop the p x p blocks y to the dense convolution's output size.
+
+    The size is read off a strided slice of one channel of the padded input x_padded (a symbolic
+    graph does not know shapes); blocks start aligned, so the crop is at the far end.
+    """
+    (kh, kw), (sh, sw) = kernel, strides
+    eh, ew = (p - 1) * sh, (p - 1) * sw
+    ref = F.slice(F.slice_axis(x_padded, axis=1, begin=0, end=1), begin=(None, None, 0, 0),
+                  end=(None, None, -(kh - 1 + eh), -(kw - 1 + ew)), step=(None, None, sh, sw))
+    return F.slice_like(y, F.BlockGrad(ref), axes=(2, 3))
+
+
 class SPNBlock(HybridBlock):
     """Behaviour shared by every SPN layer: phase, freezing of W_b/W_c, parameter groups."""
 
@@ -325,13 +338,7 @@ class SPNConv2D(_SPNWithBatchNorm):
                           no_bias=bias is None)
         if p > 1:
             y = pixel_shuffle(F, y, self.channels, p)
-            # The dense convolution's output size, read off a strided slice of one input channel
-            # (a symbolic graph does not know shapes); blocks start aligned, so crop at the end.
-            (kh, kw) = self.kernel
-            ref = F.slice(F.slice_axis(x, axis=1, begin=0, end=1), begin=(None, None, 0, 0),
-                          end=(None, None, -(kh - 1 + eh), -(kw - 1 + ew)),
-                          step=(None, None, sh, sw))
-            y = F.slice_like(y, F.BlockGrad(ref), axes=(2, 3))
+            y = crop_to_dense_output(F, y, x, self.kernel, self.strides, p)
         return y
 
     def __repr__(self):

@@ -20,9 +20,11 @@ Gluon layer's inference output.
 import numpy as np
 from mxnet import nd
 
-from .config import Phase
-from .layers.spn import SPNConv2D, SPNDense, spn_layers
-from .layers.spn_lstm import KINDS, SPNLSTM
+from ..config import Phase
+from ..errors import PhaseError
+from ..layers.spn import SPNConv2D, SPNDense, spn_layers
+from ..layers.spn_lstm import KINDS, SPNLSTM
+from .packing import pack_arrays, unpack_arrays
 
 
 def _ternary(layer, param, axis=None):
@@ -49,8 +51,8 @@ def _bn_affine(layer):
 
 def _require_ternary(layer):
     if layer.phase != Phase.TERNARY:
-        raise ValueError('%s is in phase %s; only a layer with ternary W_b and W_c (phase TERNARY) '
-                         'has a deployment form' % (layer.name, layer.phase.name))
+        raise PhaseError('%s is in phase %s; only a layer with ternary W_b and W_c (phase '
+                         'TERNARY) has a deployment form' % (layer.name, layer.phase.name))
 
 
 def export_conv(layer):
@@ -67,12 +69,19 @@ def export_conv(layer):
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
-    bias = (wc @ (alpha_c.item() * a * shift)).reshape(c_out, p, p)
+    hidden_shift = alpha_c.item() * a * shift
+    bias = (wc @ hidden_shift).reshape(c_out, p, p)
+    out_bias = np.zeros(c_out)
     if layer.bias is not None:
-        bias = bias + layer.bias.data().asnumpy()[:, None, None]
+        out_bias = layer.bias.data().asnumpy().astype(np.float64)
+        bias = bias + out_bias[:, None, None]
+    # shift and out_bias: the bias split before and after W_c (bias = W_c·shift + out_bias), for
+    # graphs that add it per hidden channel rather than per output position.
     return {'kind': 'conv', 'wb': wb,
             'wc': np.ascontiguousarray(wc.reshape(c_out, p, p, r).transpose(3, 0, 1, 2)),
             'scale': scale.astype(np.float32), 'bias': bias.astype(np.float32),
+            'shift': hidden_shift.astype(np.float32), 'out_bias': out_bias.astype(np.float32),
+            'identity_out': layer.identity_out,
             'kernel': layer.kernel, 'strides': layer.strides, 'padding': layer.padding,
             'out_patch': p, 'groups': layer.groups}
 
@@ -85,11 +94,16 @@ def export_dense(layer):
     inv_std, shift = _bn_affine(layer)
     a = layer.scale.data().asnumpy().astype(np.float64)
     scale = alpha_c.item() * a * alpha_b.item() * inv_std
-    bias = wc @ (alpha_c.item() * a * shift)
+    hidden_shift = alpha_c.item() * a * shift
+    bias = wc @ hidden_shift
+    out_bias = np.zeros(wc.shape[0])
     if layer.bias is not None:
-        bias = bias + layer.bias.data().asnumpy()
+        out_bias = layer.bias.data().asnumpy().astype(np.float64)
+        bias = bias + out_bias
     return {'kind': 'dense', 'wb': wb, 'wc': wc, 'scale': scale.astype(np.float32),
-            'bias': bias.astype(np.float32), 'flatten': layer.flatten}
+            'bias': bias.astype(np.float32), 'shift': hidden_shift.astype(np.float32),
+            'out_bias': out_bias.astype(np.float32), 'identity_out': layer.identity_out,
+            'flatten': layer.flatten}
 
 
 def export_lstm(layer):
@@ -131,8 +145,8 @@ def export_model(net):
     return {layer.name: export_layer(layer) for layer in spn_layers(net)}
 
 
-def save_exported(path, exported):
-    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays)."""
+def flatten_forms(exported):
+    """export_model's result as {'layer/field': array} (nested fields 'layer/layers/0/i2h/wb')."""
     flat = {}
 
     def put(prefix, value):
@@ -146,7 +160,42 @@ def save_exported(path, exported):
             flat[prefix] = np.asarray(value)
     for name, form in exported.items():
         put(name, form)
-    np.savez_compressed(path, **flat)
+    return flat
+
+
+def unflatten_forms(flat):
+    """The inverse of flatten_forms: nested dicts, lists where every key is a number, 0-d arrays
+    as Python scalars (kind, flags, sizes); the rest stay arrays."""
+    tree = {}
+    for key, value in flat.items():
+        node, parts = tree, key.split('/')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        value = np.asarray(value)
+        node[parts[-1]] = value.item() if value.ndim == 0 else value
+
+    def lists(node):
+        if not isinstance(node, dict):
+            return node
+        if node and all(k.isdigit() for k in node):
+            return [lists(node[k]) for k in sorted(node, key=int)]
+        return {k: lists(v) for k, v in node.items()}
+    return lists(tree)
+
+
+def save_exported(path, exported, packed=False):
+    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays).
+    packed=True stores W_b and W_c at 2 bits per weight (see packing)."""
+    flat = flatten_forms(exported)
+    np.savez_compressed(path, **(pack_arrays(flat) if packed else flat))
+
+
+def load_exported(path):
+    """export_model's result back from save_exported's .npz, packed or not, for the numpy
+    evaluators below (W_b and W_c as int8)."""
+    with np.load(path) as arrays:
+        flat = {key: arrays[key] for key in arrays.files}
+    return unflatten_forms(unpack_arrays(flat))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 * SIGKILL at seeded random moments (KILLS per run, each after a random number of logged epochs,
   within the shortest epoch's training time), then resume until done: every epoch is logged
-  exactly once and the result equals the uninterrupted run's (final parameters for CIFAR-10 and ImageNet, test perplexity
-  for the language model).
+  exactly once and the result equals the uninterrupted run's (final parameters for CIFAR-10
+  and ImageNet, test perplexity for the language model).
 * A damaged latest.json together with a truncated newest parameter file: the run resumes from
   the previous checkpoint, says so, and ends as the uninterrupted run.
 * No checkpoint that verifies: exit status 1 naming the file. A changed option that defines the

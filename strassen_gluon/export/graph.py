@@ -22,6 +22,7 @@ import numpy as np
 from mxnet import cpu, nd
 from mxnet.gluon import HybridBlock, nn
 
+from ..convert.initialise import batchnorm_affine
 from ..convert.walk import named_blocks, replace_child
 from ..gluon_compat import (conv_options, imperative, is_initialized, layer_options,
                             named_children)
@@ -221,16 +222,6 @@ def plain_conv_form(conv):
             'dilation': o['dilation'], 'out_patch': 1, 'groups': o['groups']}
 
 
-def _batchnorm_affine(bn):
-    """(g, s) with BN(y) = g·y + s per channel in inference mode."""
-    options = layer_options(bn)
-    gamma = np.ones(bn.gamma.shape) if options.get('fix_gamma') else \
-        bn.gamma.data().asnumpy().astype(np.float64)
-    var = bn.running_var.data().asnumpy().astype(np.float64)
-    g = gamma / np.sqrt(var + options['eps'])
-    return g, bn.beta.data().asnumpy() - bn.running_mean.data().asnumpy() * g
-
-
 def _foldable_conv(block):
     if isinstance(block, SPNConv2D):
         return True
@@ -242,7 +233,7 @@ def _foldable_conv(block):
 
 def _deploy_conv(block, bn, fold_scales):
     channels = block.channels if isinstance(block, SPNConv2D) else conv_options(block)['channels']
-    out_scale, out_shift = _batchnorm_affine(bn) if bn is not None else \
+    out_scale, out_shift = batchnorm_affine(bn) if bn is not None else \
         (np.ones(channels), np.zeros(channels))
     if isinstance(block, SPNConv2D):
         return DeployedConv(export_conv(block), out_scale, out_shift, fold_scales, block.prefix)

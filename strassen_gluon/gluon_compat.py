@@ -169,3 +169,12 @@ def is_hybridized(block):
 
 def forward_hooks(block):
     return list(block._forward_hooks.values())
+
+
+def support_dmlc_tracker():
+    """Let MXNet's launcher run on Python >= 3.9: its tracker (the ``dmlc_tracker`` package of
+    the mxnet wheel) calls ``Thread.isAlive``, which Python 3.9 removed; restore it as an alias
+    of ``is_alive`` (process-wide, hence here)."""
+    import threading
+    if not hasattr(threading.Thread, 'isAlive'):
+        threading.Thread.isAlive = threading.Thread.is_alive

@@ -15,6 +15,8 @@ import pytest
 from cifar_fixtures import write_fake_cifar
 from strassen_gluon import Phase, spn_layers
 from strassen_gluon import cifar10
+from strassen_gluon.train import driver
+from strassen_gluon.train.build import build_model
 from strassen_gluon.data import CifarBatches
 from strassen_gluon.models import get_model
 from strassen_gluon.train.checkpoint import latest_checkpoint, read_meta
@@ -24,8 +26,8 @@ from strassen_gluon.errors import EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, UsageErr
 from strassen_gluon.train.classify import ClassificationTask, evaluate
 from strassen_gluon.train.loop import Diverged, LoopOptions, run_phases, train_epoch
 from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
-from strassen_gluon.train.schedule import (PhaseSpec, learning_rate, make_phase, paper_phases,
-                                           scale_steps)
+from strassen_gluon.train.schedule import (PAPER_CIFAR, PhaseSpec, learning_rate, make_phase,
+                                           paper_phases, phases_from_config, scale_steps)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = LoopOptions(progress=False, print_fn=lambda *a: None)
@@ -82,9 +84,28 @@ def test_shortened_phases_scale_their_steps():
     assert make_phase('ternary', epochs=4).steps == (1, 2, 3)
     assert make_phase('full', epochs=25, steps=[5]).steps == (5,)
     assert scale_steps((150, 200), 250, 250) == (150, 200)
-    assert min(scale_steps((10, 20, 30), 40, 1)) >= 1       # never decays at epoch 0
+    # Each decay on an epoch of its own, never at epoch 0; the first steps that fit are kept.
+    assert scale_steps((150, 200), 250, 3) == (1, 2)
+    assert scale_steps((10, 20, 30), 40, 2) == (1,)
+    assert scale_steps((10, 20, 30), 40, 1) == ()
+    assert scale_steps((10, 20, 30), 40, 5) == (1, 2, 4)
+    for epochs in range(1, 60):
+        steps = scale_steps((10, 20, 30), 40, epochs)
+        assert list(steps) == sorted(set(steps)) and all(0 < s < epochs for s in steps)
+        assert len(steps) == min(3, epochs - 1)
     short = make_phase('full', epochs=25)
     assert learning_rate(short, 14) == 0.1 and learning_rate(short, 15) == 0.01
+
+
+def test_a_short_run_says_which_steps_it_lost():
+    config = cifar10.CifarConfig(epochs_fp=3, epochs_quant=2, epochs_frozen=1)
+    phases, notes = phases_from_config(config, True, PAPER_CIFAR)
+    assert [learning_rate(phases[0], e) for e in range(3)] == [0.1, 0.01, 0.001]
+    assert [learning_rate(phases[1], e) for e in range(2)] == [0.01, 0.001]
+    assert notes == ["phase ternary: 2 epoch(s) hold 1 of the paper's 3 learning-rate steps "
+                     "(at 1); --lr_steps_* choose others"]
+    config.lr_steps_quant = []            # chosen by the user: nothing to say
+    assert phases_from_config(config, True, PAPER_CIFAR)[1] == []
 
 
 def test_dense_models_train_one_phase_and_empty_phases_drop():
@@ -201,7 +222,8 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
     for r in records:
         assert LOG_FIELDS <= set(r)
         assert 0 <= r['train_acc'] <= 1 and 0 <= r['val_acc'] <= 1 and r['images'] == 32
-    assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 1e-4, 0.001]
+    # One decay per step epoch (the paper's ternary steps no longer pile up on epoch 1).
+    assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 0.001, 0.001]
     summary = read_summary(os.path.join(full_run, 'summary.json'))
     assert (summary['task'], summary['primary_metric'], summary['metric_names']) == \
         ('cifar10', 'val_acc', ['val_acc'])
@@ -332,20 +354,26 @@ def test_options():
     assert cifar10.model_kwargs(args) == {'nbr_mul': [0.0, 1.0, 2.0, 1.0], 'out_patch': 2}
     defaults, explicit = cifar10.parse_args([])
     assert explicit == set() and defaults == cifar10.CifarConfig()
-    assert (defaults.epochs_fp, defaults.epochs_quant, defaults.epochs_frozen) == (250, 40, 10)
+    # Schedule options left unset take the paper's schedule.
+    phases, _ = phases_from_config(defaults, True, PAPER_CIFAR)
+    assert [(p.epochs, p.lr, p.steps) for p in phases] == [
+        (250, 0.1, (150, 200)), (40, 0.01, (10, 20, 30)), (10, 0.001, ())]
     assert (defaults.batch_size, defaults.seed, defaults.model) == (128, 321, 'st_resnet20')
     assert cifar10.model_kwargs(defaults) == {}
     quick, explicit = cifar10.parse_args(['--quick', '--epochs_fp', '3'])
+    driver.apply_presets(quick, cifar10.CifarRecipe().presets(quick), explicit)
     assert quick.train_subset == cifar10.QUICK['train_subset'] and quick.epochs_fp == 3
     assert explicit == {'quick', 'epochs_fp'}
     # --init_from makes the phases a short fine-tune unless they are given.
-    tune, _ = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1', '--epochs_fp', '2'])
+    tune, explicit = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1',
+                                         '--epochs_fp', '2'])
+    driver.apply_presets(tune, cifar10.CifarRecipe().presets(tune), explicit)
     assert (tune.epochs_fp, tune.epochs_quant, tune.lr_fp) == \
         (2, cifar10.FINE_TUNE['epochs_quant'], cifar10.FINE_TUNE['lr_fp'])
     # The original VGG command line works with --model st_vgg7.
     vgg, _ = cifar10.parse_args(['--model', 'st_vgg7', '--nbr_mul', '1', '--out_patch', '1',
                                  '--gpu_index', '0'])
-    net = cifar10.build_model(vgg.model, cifar10.model_kwargs(vgg))
+    net = build_model(vgg.model, cifar10.model_kwargs(vgg))
     assert len(spn_layers(net)) == 7
     # Per-stage lists are checked for length when parsed.
     with pytest.raises(SystemExit):

@@ -489,6 +489,13 @@ class CifarBatches:
         count = full if self.train else full + (rest > 0)
         return count if self.max_batches is None else min(count, self.max_batches)
 
+    @property
+    def images_per_epoch(self):
+        """How many images one pass yields (all test images, unless max_batches cuts it)."""
+        if self.train:
+            return len(self) * self.batch_size
+        return min(self.num_images, len(self) * self.batch_size)
+
     def set_epoch(self, epoch):
         """Make the next iteration use ``epoch``'s shuffle and augmentation."""
         self.epoch = int(epoch)

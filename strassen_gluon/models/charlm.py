@@ -116,8 +116,13 @@ class CharLM(HybridBlock):
         return logits, h, c
 
 
+# The character CNN of Kim et al. (and of the original code): feature maps per kernel width.
+FEATURE_MAPS = (50, 100, 150, 200, 200, 200, 200)
+KERNELS = (1, 2, 3, 4, 5, 6, 7)
+
+
 def _config(char_vocab_size, word_vocab_size, max_word_l, char_vec_size=15,
-            feature_maps=(50, 100, 150, 200, 200, 200, 200), kernels=(1, 2, 3, 4, 5, 6, 7),
+            feature_maps=FEATURE_MAPS, kernels=KERNELS,
             highway_layers=2, rnn_size=650, num_layers=2, dropout=0.5, highway_form='kim'):
     if len(feature_maps) != len(kernels):
         raise ValueError('feature_maps (%d values) and kernels (%d values) must have the same '

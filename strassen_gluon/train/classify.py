@@ -67,7 +67,8 @@ class ClassificationTask(Task):
 
 def evaluate(net, batches, ctx, topk=(1,)):
     """Accuracies of `net` (inference mode) over `batches`, one host read at the end:
-    {'val_acc'} for topk (1,), else {'top1', 'top5', ...}."""
+    {'val_acc'} for topk (1,), else {'top1', 'top5', ...}; 'eval_images' says how many images
+    were scored."""
     ctx = list(ctx)
     correct = {k: nd.zeros((1,), ctx=ctx[0]) for k in topk}
     images = 0
@@ -80,5 +81,5 @@ def evaluate(net, batches, ctx, topk=(1,)):
         images += data.shape[0]
     values = {k: float(c.asscalar()) / max(images, 1) for k, c in correct.items()}  # SYNC POINT
     if tuple(topk) == (1,):
-        return {'val_acc': values[1]}
-    return {'top%d' % k: v for k, v in values.items()}
+        return {'val_acc': values[1], 'eval_images': images}
+    return dict({'top%d' % k: v for k, v in values.items()}, eval_images=images)

@@ -15,7 +15,8 @@ summary.json (``SCHEMA_VERSION``): ``schema_version``, ``task`` (cifar10, imagen
 values), ``best`` (the best epoch by the primary metric), ``phases`` (per phase: epochs and the
 final metrics), ``phase_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
-``train_seconds``, ``command``, ``commands``, ``git``, ``started``, ``finished``.
+``eval_images`` (how many images the last evaluation scored, classification), ``train_seconds``,
+``command``, ``commands``, ``git``, ``started``, ``finished``.
 ``python -m strassen_gluon.report`` reads exactly this.
 """
 import dataclasses
@@ -159,6 +160,7 @@ def write_summary(run_dir, record, task, phases, cost=None, extra=None):
                     for p in phases],
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},
+        eval_images=records[-1].get('eval_images'),
         train_seconds=seconds, command=record['commands'][-1], commands=record['commands'],
         git=git_revision(), started=record.get('started'),
         finished=datetime.datetime.now().isoformat(timespec='seconds'),

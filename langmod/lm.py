@@ -341,7 +341,6 @@ class LanguageModelRecipe(driver.Recipe):
     """The language model as a command of the run driver (strassen_gluon.train.driver)."""
     task = TASK
     module = MODULE
-    curves = False
     # Options that define the model or its data: a resumed run must keep them.
     fixed = ('data_dir', 'rnn_size', 'highway_layers', 'char_vec_size', 'feature_maps',
              'kernels', 'num_layers', 'dropout', 'nbr_mul', 'out_nbr_mul', 'quant_mode',

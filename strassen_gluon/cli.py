@@ -19,7 +19,7 @@ from .config import option_fields
 from .errors import EXIT_INTERRUPTED, StrassenError, UsageError
 from .train.build import contexts
 
-__all__ = ['HelpFormatter', 'build_parser', 'parse', 'per_stage', 'int_list', 'at_least',
+__all__ = ['HelpFormatter', 'Parser', 'build_parser', 'parse', 'per_stage', 'int_list', 'at_least',
            'contexts', 'run_command', 'command_line', 'UsageError']
 
 
@@ -30,6 +30,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (``error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, 'error: %s (%s --help lists the options)\n' % (message, self.prog))
 
 
 def per_stage(kind, stages):
@@ -109,8 +116,7 @@ def build_parser(config_type, prog, description, stages=None, overrides=None):
     """An argparse parser with one option per field of `config_type` (see the module's
     docstring), grouped as the fields say. `stages`: the length of per-stage lists.
     `overrides`: {field: help text} where a command words an option its own way."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=HelpFormatter)
+    parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
     groups = {}
     for f in option_fields(config_type):
         flags, kwargs = _argument(f, stages)

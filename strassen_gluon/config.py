@@ -55,15 +55,15 @@ class Phase(IntEnum):
 
 
 def option(default, help, *, flags=(), low=None, above=None, high=None, below=None,
-           choices=None,
-           parse=None, nargs=None, group=None, metavar=None):
+           choices=None, increasing=False, parse=None, nargs=None, group=None, metavar=None):
     """A configuration field: `default` (a list is copied per instance), `help` for --help,
     extra command-line spellings `flags` (aliases), and the values accepted by
     :func:`check_options`: ``low <= value``, ``above < value``, ``value <= high``, one of
-    `choices`, ``value < below``. `flags`, when given, are all the option's spellings (the documented one first;
+    `choices`, ``value < below``; a list `increasing` strictly. `flags`, when given, are all the option's spellings (the documented one first;
     older ones stay as aliases). `parse` turns the command-line text into the value (default: the default's type);
     `nargs` as argparse's. None is always accepted where the default is None ("not set")."""
     meta = dict(help=help, flags=tuple(flags), low=low, above=above, high=high, below=below,
+                increasing=increasing,
                 choices=choices, parse=parse, nargs=nargs, group=group, metavar=metavar)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -78,6 +78,8 @@ def option_fields(config_type):
 def _violation(value, meta):
     """Why `value` is outside the field's range (None when it is inside)."""
     if isinstance(value, (list, tuple)):
+        if meta['increasing'] and list(value) != sorted(set(value)):
+            return 'must be increasing'
         for item in value:
             why = _violation(item, meta)
             if why:
@@ -193,11 +195,13 @@ class PhasedConfig(RunConfig):
                                         group='schedule')
     lr_steps_fp: Optional[List[int]] = option(
         None, "comma list of epochs of phase 1 at which lr *= lr_factor; default: the paper's "
-              "steps scaled to --epochs_fp", low=1, parse='int_list', group='schedule')
+              "steps scaled to --epochs_fp", low=1, increasing=True, parse='int_list', group='schedule')
     lr_steps_quant: Optional[List[int]] = option(None, 'the same for phase 2', low=1,
-                                                 parse='int_list', group='schedule')
+                                                 increasing=True, parse='int_list',
+                                                 group='schedule')
     lr_steps_frozen: Optional[List[int]] = option(None, 'the same for phase 3', low=1,
-                                                  parse='int_list', group='schedule')
+                                                  increasing=True, parse='int_list',
+                                                 group='schedule')
     lr_factor: float = option(0.1, 'learning-rate multiplier at each step epoch', above=0,
                               high=1, group='schedule')
     momentum: float = option(0.9, 'SGD momentum', low=0, below=1, group='schedule')

@@ -177,6 +177,9 @@ class ImageNetRecipe(driver.Recipe):
     def cost(self, net, config, ctx):
         return model_cost(net, (1, 3, config.image_size, config.image_size))
 
+    def record(self, data):
+        return dict(rank=self.rank, num_workers=self.workers)
+
     def result(self, summary):
         metrics = summary['metrics']
         return 'top1 %.2f%%, top5 %.2f%% on %d validation images' % (

@@ -16,7 +16,7 @@ from mxnet import autograd, nd
 from langmod import data as ptb
 from langmod import lm, train
 from strassen_gluon import Phase
-from strassen_gluon.errors import EXIT_DIVERGED, DataError, Diverged, Interrupted, UsageError
+from strassen_gluon.errors import EXIT_DIVERGED, EXIT_USAGE, DataError, Diverged, Interrupted, UsageError
 from strassen_gluon.train import loop
 from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
 from strassen_gluon.layers import SPNConv2D, SPNDense, SPNLSTM, spn_layers
@@ -346,8 +346,7 @@ def test_nan_loss_stops_with_a_message(corpus_dir, tmp_path, monkeypatch):
     assert os.listdir(os.path.join(tmp_path, run_dir)) == ['config.json']
     assert train.main(TINY + ['--data_dir', corpus_dir, '--log_dir', str(tmp_path / 'cli'),
                               '--quant_mode', '5', '--max_batches', '3']) == EXIT_DIVERGED
-    with pytest.raises(SystemExit):
-        train.parse_args(['--learning_rate', 'nan'])
+    assert train.main(['--learning_rate', 'nan']) == EXIT_USAGE   # checked before any data
 
 
 # ------------------------------------------------------------------------------ distillation

@@ -136,9 +136,9 @@ def _not_found_message(folder, missing, root=None, download_failure=None):
     root = folder if root is None else root
     lines = ['CIFAR-10 data is missing in %s: %s not found.' % (where, ', '.join(missing))]
     if download_failure:
-        lines.append('Downloading it failed: %s.' % download_failure)
+        lines.append('  Downloading it failed: %s.' % download_failure)
     lines += [
-        'To provide the data, do one of:',
+        '  To provide the data, do one of:',
         '  - copy the python-version files (%s; the contents of %s/) into %s;'
         % (', '.join(REQUIRED_FILES), ARCHIVE_FOLDER, root),
         '  - pass --data_dir DIR (data_dir=DIR in Python) naming a folder that holds them '
@@ -148,8 +148,8 @@ def _not_found_message(folder, missing, root=None, download_failure=None):
     if download_failure:
         lines.append('  - or retry when this machine can reach the download address.')
     else:
-        lines.append('  - or allow the download (download=True; needs internet: %s).'
-                     % CIFAR10_URL)
+        lines.append('  - or allow the download (leave out --no_download; download=True in '
+                     'Python; needs internet: %s).' % CIFAR10_URL)
     return '\n'.join(lines)
 
 

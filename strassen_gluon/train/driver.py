@@ -8,6 +8,7 @@ plus a :class:`Recipe`, the few things that differ between tasks (data, model, p
 The CIFAR-10, ImageNet and language-model commands, the notebook and the paper tables all train
 through here.
 """
+import dataclasses
 import os
 import shlex
 import sys
@@ -17,7 +18,7 @@ from ..config import check_options
 from ..errors import Interrupted, UsageError
 from .build import build_model, choose_teacher, contexts, init_from
 from .checkpoint import latest_checkpoint
-from .loop import LoopOptions, restore, run_phases, seed_everything
+from .loop import LoopOptions, format_metrics, restore, run_phases, seed_everything
 from .phases import enter_phase, has_spn
 from .plots import save_learning_curves
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
@@ -46,7 +47,6 @@ class Recipe:
     task = None
     module = None
     fixed = ()
-    curves = True
     prefix = ''     # of every printed line (a dist_sync worker's number)
 
     def default_name(self, config):
@@ -162,6 +162,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
         teacher = choose_teacher(config, dense,
                                  lambda path: recipe.load_teacher(path, config, data, ctx, say),
                                  say)
+    if not config.resume:   # as resolved: e.g. the data folder an environment variable named
+        record['config'] = dataclasses.asdict(config)
     write_run(run_dir, record, model=name, model_kwargs=kwargs, **recipe.record(data))
 
     start, checkpoint = restore(net, run_dir, phases, ctx)
@@ -178,8 +180,12 @@ def run(config, recipe, explicit=None, command=None, say=None):
     title = '%s (%s)' % (name, ', '.join('%s=%s' % kv for kv in sorted(kwargs.items())
                                          if not isinstance(kv[1], (list, dict)))
                          or 'model defaults')
-    curves = (lambda: save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME),
-                                           title)) if recipe.curves else (lambda: None)
+    def curves():
+        save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME), title)
+    if config.init_from and checkpoint is None:
+        # The number that shows the conversion worked: the start of the fine-tune.
+        enter_phase(net, phases[0])
+        say('converted network before fine-tuning: %s' % format_metrics(task.evaluate(net)))
     if start[0] < len(phases):
         if checkpoint is not None:
             say('resuming %s at phase %s, epoch %d (from %s)'

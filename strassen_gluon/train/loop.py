@@ -116,7 +116,7 @@ def seed_everything(seed):
     np.random.seed(seed)
 
 
-def _progress_bar(total, desc, enabled):
+def progress_bar(total, desc, enabled):
     if not enabled:
         return None
     return tqdm(total=total, desc=desc, unit='batch', leave=False, file=sys.stderr,
@@ -171,7 +171,7 @@ def train_epoch(task, net, trainer, batches, desc='train'):
     """
     options = task.options
     total = len(batches) if hasattr(batches, '__len__') else None
-    bar = _progress_bar(total, desc, options.progress)
+    bar = progress_bar(total, desc, options.progress)
     totals, count, state = {}, 0, task.begin_epoch(net)
     start = time.time()
     warm, warm_count = None, 0

@@ -196,7 +196,7 @@ def vocab_info(vocab):
                 max_word_l=vocab.max_word_l)
 
 
-def load_teacher(path, config, vocab, ctx):
+def load_lm_teacher(path, config, vocab, ctx):
     """The frozen quant_mode 5 teacher: from a run or checkpoint folder (its stored sizes), or
     from a bare .params file (this run's sizes, as the original did)."""
     if os.path.isfile(path):
@@ -404,7 +404,7 @@ class LanguageModelRecipe(driver.Recipe):
         return QUANT_MODES[config.quant_mode].staged
 
     def load_teacher(self, path, config, data, ctx, say):
-        return load_teacher(path, config, data[0].vocab, ctx[0])
+        return load_lm_teacher(path, config, data[0].vocab, ctx[0])
 
     def loop_options(self, config):
         return dict(momentum=0.0, wd=0.0, sync_every=config.print_every or 10 ** 9,

@@ -32,7 +32,6 @@ from .train.build import model_cost
 from .train.classify import ClassificationTask
 from .train.schedule import (CIFAR_FINE_TUNE, CIFAR_QUICK, PAPER_CIFAR, phases_from_config,
                              preset_text)
-from .train.teacher import load_teacher
 
 MODULE = 'strassen_gluon.cifar10'
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -109,9 +108,6 @@ class CifarRecipe(driver.Recipe):
 
     def calibration(self, net, data, ctx):
         return (next(iter(data[0]))[0],)
-
-    def load_teacher(self, path, config, data, ctx, say):
-        return load_teacher(path, ctx, say)
 
     def make_task(self, config, options, ctx, data, teacher):
         return ClassificationTask(options, ctx, data[0], data[1], teacher)

@@ -43,7 +43,6 @@ from .train.distributed import (DistSyncTrainer, WorkerGroup, launch,  # noqa: F
 from .train.phases import trainable_params
 from .train.schedule import (IMAGENET_FINE_TUNE, PAPER_IMAGENET, paper_phases,
                              phases_from_config, preset_text)
-from .train.teacher import load_teacher
 
 MODULE = 'strassen_gluon.imagenet'
 IMAGENET_MODELS = ('resnet18', 'st_resnet18')
@@ -155,9 +154,6 @@ class ImageNetRecipe(driver.Recipe):
 
     def calibration(self, net, data, ctx):
         return (next(iter(data[1]))[0].as_in_context(ctx[0]),)
-
-    def load_teacher(self, path, config, data, ctx, say):
-        return load_teacher(path, ctx, say)
 
     def loop_options(self, config):
         options = dict(kvstore=config.kvstore)

@@ -6,8 +6,6 @@ One table: (command, arguments, exit status, a fragment of the message). The com
 this process through their ``main``, as the command line runs them; a bug would surface here as
 an exception instead of an exit status.
 """
-import os
-
 import pytest
 
 from langmod import train as lm_command

@@ -49,7 +49,7 @@ def named_blocks(net, prefix=''):
     return found
 
 
-def own_params(block):
+def short_named_params(block):
     """The block's own parameters (not its children's) as {short name: Parameter}."""
     return {name[len(block.prefix):] if name.startswith(block.prefix) else name: param
             for name, param in block.params.items()}

@@ -21,7 +21,7 @@ from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from .conv import dense_conv, per_stage, spn_conv_factory
+from .conv import dense_conv, stage_values, spn_conv_factory
 from .registry import register
 
 STAGE_WIDTHS = (16, 16, 32, 64)  # stem, stage 1, stage 2, stage 3
@@ -89,8 +89,8 @@ class CIFARResNetV1(HybridBlock):
         super().__init__(**kwargs)
         n = blocks_per_stage(depth)
         self.depth, self.classes = depth, classes
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul')
-        self.out_patch = per_stage(out_patch, 'out_patch')
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul')
+        self.out_patch = stage_values(out_patch, 'out_patch')
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')
             # Thumbnail stem: a bare conv, no BN/ReLU (the Gluon model zoo's quirk, kept).

@@ -24,7 +24,7 @@ from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from .conv import dense_conv, per_stage, spn_conv_factory
+from .conv import dense_conv, stage_values, spn_conv_factory
 from .registry import register
 from .resnet_cifar import residual_stage
 
@@ -46,8 +46,8 @@ class ImageNetResNetV1(HybridBlock):
         super().__init__(**kwargs)
         stages = len(blocks) + 1
         self.classes = classes
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul', stages)
-        self.out_patch = per_stage(out_patch, 'out_patch', stages)
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul', stages)
+        self.out_patch = stage_values(out_patch, 'out_patch', stages)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')
             self.features.add((stem_layer or conv_layer)(

@@ -20,7 +20,7 @@ from ..config import Phase
 from ..layers import SPNDense
 from .registry import register
 from .resnet_cifar import cifar_init
-from .conv import dense_conv, per_stage, spn_conv_factory
+from .conv import dense_conv, stage_values, spn_conv_factory
 
 STAGE_WIDTHS = (128, 256, 512)
 FC_UNITS = 1024
@@ -45,8 +45,8 @@ class VGG7(HybridBlock):
     def __init__(self, conv_layer=dense_conv, fc_layer=dense_fc, nbr_mul=1.0, out_patch=1,
                  fc_r=FC_UNITS, faithful=False, classes=10, **kwargs):
         super().__init__(**kwargs)
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul', stages=3)
-        self.out_patch = per_stage(out_patch, 'out_patch', stages=3)
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul', stages=3)
+        self.out_patch = stage_values(out_patch, 'out_patch', stages=3)
         self.faithful, self.classes = faithful, classes
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')

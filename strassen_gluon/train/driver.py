@@ -22,6 +22,7 @@ from .loop import LoopOptions, format_metrics, restore, run_phases, seed_everyth
 from .phases import enter_phase, has_spn
 from .plots import save_learning_curves
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
+from .teacher import load_teacher
 
 CURVES_NAME = 'curves.png'
 
@@ -38,6 +39,7 @@ class Recipe:
     ``phases(config, spn, say)``         the training phases (PhaseSpec list)
     ``calibration(net, data, ctx)``      a tuple of network inputs (for --init_from)
     ``load_teacher(path, config, data, ctx, say)``  a frozen teacher from --teacher_model
+                                         (default: a run folder of a registry model)
     ``loop_options(config)``             LoopOptions fields that differ from the shared ones
     ``make_task(config, options, ctx, data, teacher)``  the loop's Task
     ``cost(net, config, ctx)``           operation counts for the summary (None if unknown)
@@ -72,7 +74,7 @@ class Recipe:
         raise NotImplementedError
 
     def load_teacher(self, path, config, data, ctx, say):
-        raise NotImplementedError
+        return load_teacher(path, ctx, say)
 
     def use_teacher(self, config):
         return True

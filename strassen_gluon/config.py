@@ -202,6 +202,10 @@ class PhasedConfig(RunConfig):
     lr_steps_frozen: Optional[List[int]] = option(None, 'the same for phase 3', low=1,
                                                   increasing=True, parse='int_list',
                                                  group='schedule')
+    lr_shape: str = option('step', "how the rate falls within a phase: 'step' (x lr_factor at "
+                                   "the step epochs, the paper's) or 'cosine' (to 0 along a "
+                                   "half cosine, epoch by epoch; steps ignored)",
+                           choices=('step', 'cosine'), group='schedule')
     lr_factor: float = option(0.1, 'learning-rate multiplier at each step epoch', above=0,
                               high=1, group='schedule')
     momentum: float = option(0.9, 'SGD momentum', low=0, below=1, group='schedule')

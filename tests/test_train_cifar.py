@@ -4,6 +4,7 @@ Runs on tiny generated data in the real file format (80 training, 32 test images
 2 batches per epoch.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -95,6 +96,14 @@ def test_shortened_phases_scale_their_steps():
         assert len(steps) == min(3, epochs - 1)
     short = make_phase('full', epochs=25)
     assert learning_rate(short, 14) == 0.1 and learning_rate(short, 15) == 0.01
+
+
+def test_cosine_falls_from_the_phase_rate_towards_zero():
+    config = cifar10.CifarConfig(lr_shape='cosine', epochs_fp=4, lr_fp=0.2)
+    full = phases_from_config(config, True, PAPER_CIFAR)[0][0]
+    rates = [learning_rate(full, e) for e in range(4)]
+    assert rates[0] == 0.2 and rates == sorted(rates, reverse=True) and rates[2] == 0.1
+    assert rates[3] == pytest.approx(0.2 * (1 + math.cos(math.pi * 3 / 4)) / 2)
 
 
 def test_a_short_run_says_which_steps_it_lost():

@@ -113,6 +113,12 @@ def resume_hint(recipe, run_dir):
     return 'python -m %s --resume %s' % (recipe.module, shlex.quote(run_dir))
 
 
+def _decay(spec):
+    if spec.shape == 'cosine':
+        return ' cosine'
+    return ' steps %s' % ','.join(map(str, spec.steps)) if spec.steps else ''
+
+
 def _say(*parts):
     print(*parts, flush=True)
 
@@ -194,8 +200,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
                 % (run_dir, phases[start[0]].name, start[1] + 1, os.path.basename(checkpoint)))
         say('%s on %s; phases: %s; run folder %s'
             % (title, ', '.join(str(c) for c in ctx),
-               ', '.join('%s %d ep lr %g%s' % (p.name, p.epochs, p.lr, ' steps %s' % ','.join(
-                   map(str, p.steps)) if p.steps else '') for p in phases), run_dir))
+               ', '.join('%s %d ep lr %g%s' % (p.name, p.epochs, p.lr, _decay(p)) for p in phases),
+               run_dir))
         meta = dict(model=name, model_kwargs=kwargs, seed=config.seed, task=recipe.task,
                     run_dir=os.path.abspath(run_dir), **recipe.record(data))
         try:

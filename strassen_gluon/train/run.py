@@ -159,7 +159,8 @@ def write_summary(run_dir, record, task, phases, cost=None, extra=None):
               'epoch': best['epoch']},
         phases=per_phase,
         phase_plan=[dict(name=p.name, epochs=p.epochs, lr=p.lr, steps=list(p.steps),
-                         factor=p.factor, decay_when=p.decay_when, frozen=p.frozen)
+                         factor=p.factor, decay_when=p.decay_when, frozen=p.frozen,
+                         shape=p.shape)
                     for p in phases],
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},

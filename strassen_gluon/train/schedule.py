@@ -26,9 +26,13 @@ Every schedule and preset of the commands is here, as data: ``PAPER_CIFAR`` (SPE
 ``PAPER_IMAGENET`` (SPEC 2.5), and the presets ``CIFAR_QUICK``, ``CIFAR_FINE_TUNE``,
 ``IMAGENET_FINE_TUNE`` that fill the options a user did not set.
 """
+import math
 from dataclasses import dataclass
 
 from ..config import Phase
+
+
+SHAPES = ('step', 'cosine')
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,14 @@ class PhaseSpec:
     # Plateau policy instead of steps: lr *= factor after an epoch whose primary metric did not
     # improve on the previous epoch's by more than decay_when (the language model's policy).
     decay_when: float = None
+    # 'cosine' instead of steps: lr · (1 + cos(π · epoch / epochs)) / 2, epoch by epoch (the
+    # short schedules that reach the paper's accuracy on a CPU; see docs/reproduce.md).
+    shape: str = 'step'
 
     def __post_init__(self):
+        if self.shape not in SHAPES:
+            raise ValueError('phase %s: shape must be one of %s, not %r'
+                             % (self.name, ', '.join(SHAPES), self.shape))
         if self.epochs < 0:
             raise ValueError('phase %s: epochs must be >= 0, not %r' % (self.name, self.epochs))
         if not self.lr > 0:
@@ -107,7 +117,8 @@ def scale_steps(steps, paper_epochs, epochs):
     return tuple(scaled)
 
 
-def make_phase(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_CIFAR):
+def make_phase(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_CIFAR,
+               shape='step'):
     """Phase `name` ('full', 'ternary', 'frozen' or 'dense') of the `paper` schedule, with
     overrides. None keeps the paper's value; `steps=None` with changed `epochs` scales the
     paper's steps. 'dense' is the single phase of a full-precision model: the 'full' schedule in
@@ -118,18 +129,18 @@ def make_phase(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_
     return PhaseSpec(name=name, phase=Phase.DENSE if name == 'dense' else spec.phase,
                      epochs=epochs, lr=spec.lr if lr is None else float(lr), steps=steps,
                      factor=spec.factor if factor is None else float(factor),
-                     frozen=spec.frozen)
+                     frozen=spec.frozen, shape=shape)
 
 
 def paper_phases(spn=True, epochs=(None, None, None), lrs=(None, None, None),
-                 steps=(None, None, None), factor=None, paper=PAPER_CIFAR):
+                 steps=(None, None, None), factor=None, paper=PAPER_CIFAR, shape='step'):
     """The phases of one run: three for a Strassen model, one ('dense') for a dense model.
 
     `epochs`, `lrs` and `steps` are per-phase overrides (None = the paper's value). Phases with
     0 epochs are dropped.
     """
     names = ('full', 'ternary', 'frozen') if spn else ('dense',)
-    specs = [make_phase(n, e, lr, s, factor, paper)
+    specs = [make_phase(n, e, lr, s, factor, paper, shape)
              for n, e, lr, s in zip(names, epochs, lrs, steps)]
     return [s for s in specs if s.epochs > 0]
 
@@ -141,12 +152,12 @@ def phases_from_config(config, spn, paper):
     given = (config.lr_steps_fp, config.lr_steps_quant, config.lr_steps_frozen)
     phases = paper_phases(spn, (config.epochs_fp, config.epochs_quant, config.epochs_frozen),
                           (config.lr_fp, config.lr_quant, config.lr_frozen), given,
-                          config.lr_factor, paper)
+                          config.lr_factor, paper, config.lr_shape)
     notes = []
     for spec in phases:
         index = 0 if spec.name == 'dense' else [p.name for p in paper].index(spec.name)
         wanted = paper[index].steps
-        if given[index] is None and len(spec.steps) < len(wanted):
+        if spec.shape == 'step' and given[index] is None and len(spec.steps) < len(wanted):
             notes.append("phase %s: %d epoch(s) hold %d of the paper's %d learning-rate steps "
                          "(%s); --lr_steps_* choose others"
                          % (spec.name, spec.epochs, len(spec.steps), len(wanted),
@@ -158,5 +169,7 @@ def learning_rate(spec, epoch):
     """The learning rate of epoch `epoch` (0-based) of phase `spec`."""
     if epoch < 0:
         raise ValueError('epoch must be >= 0, not %r' % (epoch,))
+    if spec.shape == 'cosine':
+        return float('%.12g' % (spec.lr * (1 + math.cos(math.pi * epoch / spec.epochs)) / 2))
     decays = sum(1 for s in spec.steps if epoch >= s)
     return float('%.12g' % (spec.lr * spec.factor ** decays))  # 0.001, not 0.0010000000000000002

@@ -6,7 +6,7 @@ W_c become ternary. In the convolution, W_b is a convolution to r channels whose
 the receptive field of a p x p block of outputs (p = out_patch), followed by a batch norm with
 fixed γ; W_c maps the r channels back to c_out channels for each of the p² positions of the block.
 
-Two implementation choices keep the layers fast and stable on MXNet 1.x (measured; README):
+Two implementation choices keep the layers fast and stable on MXNet 1.x (measured; docs/library.md):
 
 * ã is never a separate product with the activations (its backward is slow on CPU). With the
   SPN batch norm (always in the convolution), ã ⊙ BN(h) is computed as one batch norm whose γ is

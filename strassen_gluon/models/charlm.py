@@ -186,7 +186,8 @@ def st_charlm(nbr_mul=1.0, out_nbr_mul=2000, out_identity=False, fixed_scale=Fal
                   fixed_scale=fixed_scale, dense_batchnorm=dense_batchnorm, quantizer=quantizer)
     emb, rnn_size = config['char_vec_size'], config['rnn_size']
     # The original LM initialised W_b and W_c with MXNet's default Xavier (uniform, "avg",
-    # magnitude 3), not the notebook's magnitude 2; ã starts at 1 (SPEC 2.3 differs, langmod/README.md).
+    # magnitude 3), not the notebook's magnitude 2; ã starts at 1 (SPEC 2.3 differs,
+    # langmod/README.md).
     common = dict(quantizer=quantizer, phase=phase, spn_initializer=initializer.Xavier())
 
     def make_conv(maps, width, prefix):

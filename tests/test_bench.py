@@ -35,6 +35,8 @@ SMOKE = {
                   'sum of shared layers'),
     'langmod_speed.py': (['--data_dir', '{ptb}', '--batches', '2', '--eval_batches', '1',
                           '--json', '{tmp}/lm.json', '--'] + LM_TINY, 'qm2 Strassen'),
+    'reproducible.py': (['--cifar_dir', '{cifar}', '--no_strict_counts', '--ptb_dir', '{ptb}'],
+                        'parameters'),
     'matmul_success.py': (['--seeds', '1', '--restarts', '1', '--population', '8', '--harder',
                            '--harder-seeds', '1', '--budget', '0.5', '--flip', '--flip-seeds',
                            '1', '--flip-budget', '1', '--flip-report-budget', '0.5',
@@ -44,11 +46,18 @@ SMOKE = {
 }
 
 
+# reproducible.py runs its commands from the current folder (langmod/train.py relative to it).
+FROM_REPO = {'reproducible.py'}
+
+
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('bench-data')
-    write_fake_cifar(root / 'cifar', n_train_per_batch=20, n_test=30)
-    return {'cifar': str(root / 'cifar'), 'ptb': write_corpus(root / 'ptb')}
+    # reproducible.py trains on a 512-image subset with 64-image batches, and the LM on 3
+    # batches of 20 x 35 words: enough images and lines for both.
+    write_fake_cifar(root / 'cifar', n_train_per_batch=110, n_test=30)
+    return {'cifar': str(root / 'cifar'),
+            'ptb': write_corpus(root / 'ptb', lines=(800, 300, 300))}
 
 
 def test_every_bench_script_has_a_smoke_run():
@@ -59,9 +68,11 @@ def test_every_bench_script_has_a_smoke_run():
 def test_bench_script_runs(script, data, tmp_path):
     args, expected = SMOKE[script]
     argv = [a.format(tmp=tmp_path, **data) for a in args]
-    done = subprocess.run([sys.executable, str(BENCH / script)] + argv, cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(BENCH / script)] + argv,
+                          cwd=BENCH.parent if script in FROM_REPO else tmp_path,
                           capture_output=True, text=True, timeout=TIMEOUT,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore::DeprecationWarning'))
+                          env=dict(os.environ, TMPDIR=str(tmp_path),   # temporary run folders
+                                   PYTHONWARNINGS='ignore::DeprecationWarning'))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert expected in done.stdout, done.stdout[-2000:]
     check = CHECKS.get(script)

@@ -140,12 +140,12 @@ class SPNBlock(HybridBlock):
         """The SPN batch norm's running mean and variance (none without a batch norm)."""
         return []
 
-    def cost(self, in_shapes, out_shape, phase=None):
+    def cost(self, in_shapes, out_shape, phase=None, convention='exact'):
         """Multiplications, additions and bits of one call with these shapes, as rows (dicts
         with type, spn, mults, adds, bits, ...; see layers/cost.py and strassen_gluon.count),
-        counted in `phase` (default: the layer's own)."""
+        counted in `phase` (default: the layer's own) with the counting `convention`."""
         phase = self._phase if phase is None else Phase.parse(phase)
-        return self.cost_formula(self, in_shapes, out_shape, phase)
+        return self.cost_formula(self, in_shapes, out_shape, phase, convention)
 
     cost_formula = None  # subclasses: a function of layers/cost.py
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 
 from ..errors import RunFolderError
+from ..files import write_text_atomic
 
 LATEST = 'latest.json'
 META = 'meta.json'
@@ -42,12 +43,7 @@ def git_revision(path=None):
 
 def write_json_atomic(path, obj):
     """Write JSON to `path` so that readers see either the old or the new file, never half."""
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def sha256(path):

@@ -2,8 +2,10 @@
 
 A command that computes for minutes and then writes a file checks the file's path first
 (:func:`require_writable`), so that a typo in the path fails at once instead of losing the
-result; :func:`write_text_atomic` makes readers see the old file or the new one, never half.
+result; :func:`atomic_path` and :func:`write_text_atomic` make readers see the old file or the
+new one, never half.
 """
+import contextlib
 import os
 import tempfile
 
@@ -30,16 +32,24 @@ def require_writable(path, option):
         raise UsageError('%s %s: the file exists and is read-only' % (option, path))
 
 
-def write_text_atomic(path, text):
-    """Write `text` to `path` through a temporary file in the same folder, flushed to disk,
-    then renamed over `path`."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path in the folder of `path` to write to; renamed over `path` when the block
+    ends without an error, removed otherwise (so a failed or interrupted write leaves the old
+    file, or none, never half of a new one)."""
     tmp = '%s.tmp-%d' % (path, os.getpid())
     try:
-        with open(tmp, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` atomically (:func:`atomic_path`), flushed to disk first."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())

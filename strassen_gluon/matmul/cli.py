@@ -66,13 +66,16 @@ def parse_args(argv=None):
                        help='candidates trained at once per restart [%(default)s]')
     group.add_argument('--fp_steps', '--fp-steps', type=at_least(0), default=defaults.fp_steps,
                        help='full-precision steps [%(default)s]')
-    group.add_argument('--anneal_steps', '--anneal-steps', type=at_least(0), default=defaults.anneal_steps,
+    group.add_argument('--anneal_steps', '--anneal-steps', type=at_least(0),
+                       default=defaults.anneal_steps,
                        help='steps while the pull towards {-1,0,1} grows [%(default)s]')
-    group.add_argument('--ternary_steps', '--ternary-steps', type=at_least(0), default=defaults.ternary_steps,
+    group.add_argument('--ternary_steps', '--ternary-steps', type=at_least(0),
+                       default=defaults.ternary_steps,
                        help='steps with a ternarised forward pass [%(default)s]')
     group.add_argument('--lr', type=float, default=defaults.lr,
                        help='Adam learning rate [%(default)s]')
-    group.add_argument('--batch_size', '--batch-size', type=at_least(1), default=defaults.batch_size,
+    group.add_argument('--batch_size', '--batch-size', type=at_least(1),
+                       default=defaults.batch_size,
                        help='random matrix pairs per step [%(default)s]')
     group.add_argument('--data', choices=('gaussian', 'basis'), default=defaults.data,
                        help='training matrices: Gaussian, or all pairs of unit matrices '

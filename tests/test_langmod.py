@@ -151,6 +151,20 @@ def test_loader_names_missing_and_empty_files(tmp_path, capsys):
     assert 'ptb.valid.txt' in capsys.readouterr().err
 
 
+def test_file_that_is_not_utf8_is_named_with_the_line(tmp_path, capsys):
+    folder = write_corpus(tmp_path / 'd')
+    path = os.path.join(folder, 'ptb.train.txt')
+    with open(path, 'ab') as f:
+        f.write(b' caf\xe9 au lait\n')
+    lines = open(path, 'rb').read().count(b'\n')
+    with pytest.raises(ValueError, match='ptb.train.txt is not UTF-8 text: byte 0xe9 on line %d'
+                       % lines):
+        ptb.load_corpus(folder)
+    assert train.main(TINY + ['--data_dir', folder, '--log_dir', str(tmp_path / 'logs')]) == 1
+    err = capsys.readouterr().err
+    assert path in err and 'Traceback' not in err
+
+
 # ------------------------------------------------------------------------------ command line
 
 def test_options_and_defaults_of_the_original():

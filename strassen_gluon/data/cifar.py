@@ -354,17 +354,42 @@ def download_cifar10(root, url=CIFAR10_URL, md5=CIFAR10_MD5, timeout=60.0):
     """Fetch and safely extract the archive into ``root``; return root/cifar-10-batches-py.
 
     An archive already in ``root`` with the right md5 is reused. Raises CifarDownloadError.
+    A failed or interrupted download removes the folders it created (if still empty): nothing
+    is left behind but a complete, md5-checked archive.
     """
     root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+    created = _folders_to_create(root)
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as err:
         raise CifarDownloadError('cannot create %s (%s)' % (root, err)) from err
-    archive = os.path.join(root, ARCHIVE_NAME)
-    if not (os.path.isfile(archive) and _md5_of(archive) == md5.lower()):
-        _fetch(url, archive, md5, timeout)
-    _extract(archive, root)
+    done = False
+    try:
+        archive = os.path.join(root, ARCHIVE_NAME)
+        if not (os.path.isfile(archive) and _md5_of(archive) == md5.lower()):
+            _fetch(url, archive, md5, timeout)
+        _extract(archive, root)
+        done = True
+    finally:
+        if not done:
+            for folder in created:  # deepest first; stops at the first one not empty
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
     return os.path.join(root, ARCHIVE_FOLDER)
+
+
+def _folders_to_create(path):
+    """The folders ``os.makedirs(path)`` would create, deepest first."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 # ----------------------------------------------------------------------------- subsets

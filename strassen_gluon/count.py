@@ -415,7 +415,7 @@ def format_reduction(result):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog='python -m strassen_gluon.count', formatter_class=cli.HelpFormatter,
         description='Multiplications, additions and model size (bits) per layer of a model, '
                     'with the conventions of the StrassenNets paper (docs/counting.md).',

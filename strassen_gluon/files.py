@@ -9,27 +9,42 @@ import contextlib
 import os
 import tempfile
 
-from .errors import UsageError
+from .errors import OutputError
 
 
-def require_writable(path, option):
-    """Raise UsageError, one line naming `option` and `path`, unless a file can be written
-    there: its folder exists and accepts a new file, and the path is not a folder. Leaves
-    nothing behind (the probe file is removed)."""
+def _nearest_existing(path):
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def require_writable(path, option, folder=False):
+    """Raise OutputError (exit 1), one line naming `option` and `path`, unless `path` can be
+    written: a file there (its folder must exist), or with `folder` a folder (missing parents
+    are made later, so the nearest existing one must accept new entries). Leaves nothing behind
+    (the probe file is removed)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError('%s %s: that is a folder; give a file name' % (option, path))
-    if not os.path.isdir(folder):
-        raise UsageError('%s %s: the folder %s does not exist' % (option, path, folder))
+    target = os.path.abspath(path)
+    if not folder and os.path.isdir(target):
+        raise OutputError('%s %s: that is a folder; give a file name' % (option, path))
+    if folder and os.path.exists(target) and not os.path.isdir(target):
+        raise OutputError('%s %s: that is a file, not a folder' % (option, path))
+    where = _nearest_existing(target) if folder else os.path.dirname(target)
+    if not os.path.isdir(where):
+        raise OutputError('%s %s: %s' % (option, path, 'the folder %s does not exist' % where
+                                         if not os.path.exists(where)
+                                         else '%s is a file, not a folder' % where))
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-probe-'):
+        with tempfile.NamedTemporaryFile(dir=where, prefix='.write-probe-'):
             pass
     except OSError as err:
-        raise UsageError('%s %s: cannot write in %s (%s)'
-                         % (option, path, folder, err.strerror or err)) from None
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError('%s %s: the file exists and is read-only' % (option, path))
+        raise OutputError('%s %s: cannot write in %s (%s)'
+                          % (option, path, where, err.strerror or err)) from None
+    if not folder and os.path.exists(target) and not os.access(target, os.W_OK):
+        raise OutputError('%s %s: the file exists and is read-only' % (option, path))
 
 
 @contextlib.contextmanager

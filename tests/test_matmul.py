@@ -5,6 +5,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from strassen_gluon.errors import EXIT_DATA
+
 from strassen_gluon.config import Phase
 from strassen_gluon.matmul import (ALGORITHMS_DIR, Algorithm, BilinearSPN, brent_residual,
                                    canonical_signs, count_additions, describe, evaluate,
@@ -305,7 +307,7 @@ def test_cli_checks_the_json_path_before_searching(json_path, message, monkeypat
     monkeypatch.setattr('strassen_gluon.matmul.cli.flip_search', no_search)
     for method in ('spn', 'flip'):
         assert main(['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--method', method,
-                     '--json', json_path]) == 2
+                     '--json', json_path]) == EXIT_DATA
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: --json %s: ' % json_path), lines
         assert message in lines[0]

@@ -6,6 +6,8 @@ import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+
+from strassen_gluon.errors import EXIT_DATA
 from onnx import numpy_helper
 
 from cifar_fixtures import write_fake_cifar
@@ -215,7 +217,7 @@ def test_command_checks_output_paths_before_loading(option, where, message, tmp_
     def no_loading(*args, **kwargs):
         raise AssertionError('the run folder was loaded')
     monkeypatch.setattr('strassen_gluon.export.__main__.load_trained', no_loading)
-    assert export_main([str(tmp_path), option, where]) == 2
+    assert export_main([str(tmp_path), option, where]) == EXIT_DATA
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: %s %s: ' % (option, where)), lines
     assert message in lines[0]

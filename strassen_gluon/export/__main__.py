@@ -15,7 +15,6 @@ its SPN layers not ternary; 2 bad options, including an output file that cannot 
 (checked before anything is loaded) and --onnx of a recurrent network; 4 --check found a
 relative difference >= 1e-4. Output files are written whole or not at all.
 """
-import argparse
 import sys
 
 import mxnet as mx
@@ -33,7 +32,7 @@ CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - MXNet| relative to max |MXNet o
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m ' + MODULE, description=__doc__.split(
+    parser = cli.Parser(prog='python -m ' + MODULE, description=__doc__.split(
         '\n\n')[1], formatter_class=cli.HelpFormatter)
     parser.add_argument('run_dir', metavar='RUN_DIR',
                         help='run folder of a training command, or one of its ckpt-* folders')

@@ -6,7 +6,6 @@ be read or is malformed, an output file (--json) that cannot be written (checked
 search starts); 130 Ctrl-C. Options are spelled with underscores (--time_limit); the older dash
 spellings (--time-limit) are accepted as aliases.
 """
-import argparse
 import sys
 from dataclasses import fields
 
@@ -31,7 +30,7 @@ def default_method(m, k, n):
 
 def parse_args(argv=None):
     defaults = SearchConfig()
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog='python -m strassen_gluon.matmul',
         description='Learn an exact {-1,0,1} algorithm multiplying an MxK by a KxN matrix with '
                     'RANK multiplications, verified in integer arithmetic; or verify one '

@@ -26,7 +26,7 @@ import json
 import os
 
 from ..errors import RunFolderError, UsageError
-from ..paths import check_writable
+from ..files import require_writable
 from .checkpoint import git_revision, write_json_atomic
 from .logs import read_jsonl
 
@@ -104,13 +104,13 @@ def open_run(config, task, fixed, command, explicit=None, default_name=None):
         merged.update({k: getattr(config, k) for k in explicit if k in known})
         merged['resume'] = run_dir
         merged['log_dir'] = stored.get('log_dir', config.log_dir)
-        check_writable(run_dir, '--resume', folder=True)
+        require_writable(run_dir, '--resume', folder=True)
         record['commands'].append(command)
         return run_dir, type(config)(**merged), record
     name = config.run_name or '%s-%s' % (default_name or task,
                                          datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
     run_dir = os.path.join(config.log_dir, name)
-    check_writable(run_dir, '--log_dir', folder=True)
+    require_writable(run_dir, '--log_dir', folder=True)
     if os.path.isfile(os.path.join(run_dir, CONFIG_NAME)):
         raise UsageError('run folder %s exists; continue it with --resume %s or choose '
                          'another --run_name' % (run_dir, run_dir))

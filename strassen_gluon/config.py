@@ -140,7 +140,8 @@ class RunConfig:
                                 'result are still printed)', group='run')
     stop_after_epochs: Optional[int] = option(
         None, 'stop (resumably) after N epochs of this invocation', low=1, group='run')
-    keep_checkpoints: int = option(2, 'checkpoint folders kept (the newest N)', low=1,
+    keep_checkpoints: int = option(1, 'checkpoint folders kept (the newest N; a new one is read '
+                                          'back before older ones go)', low=1,
                                    group='run')
     teacher_model: Optional[str] = option(
         None, 'run folder (or checkpoint folder) of a trained model whose logits teach the '

@@ -248,6 +248,15 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
     meta = read_meta(latest_checkpoint(full_run))
     assert meta['phase'] == 'frozen' and meta['finished'] and meta['model'] == 'st_resnet20'
     assert meta['phase_mode'] == int(Phase.TERNARY) and meta['frozen']
+    # The folder keeps one checkpoint, without optimizer state at the end of the last phase,
+    # and the summary says what the folder holds.
+    checkpoints = [d for d in os.listdir(full_run) if d.startswith('ckpt-')]
+    assert checkpoints == [os.path.basename(latest_checkpoint(full_run))]
+    assert 'trainer0.states' not in os.listdir(os.path.join(full_run, checkpoints[0]))
+    folder = summary['folder']
+    assert folder['checkpoint'] == checkpoints[0]
+    assert os.path.join(checkpoints[0], 'model.params') in folder['files']
+    assert folder['bytes'] == sum(folder['files'].values())
 
 
 def test_trained_model_is_ternary_and_cheaper_than_dense(full_run, data_dir, tmp_path):

@@ -17,7 +17,7 @@ import sys
 from ..config import check_options
 from ..errors import Interrupted, UsageError
 from .build import build_model, choose_teacher, contexts, init_from
-from .checkpoint import latest_checkpoint
+from .checkpoint import folder_contents, latest_checkpoint
 from .loop import LoopOptions, format_metrics, restore, run_phases, seed_everything
 from .phases import enter_phase, has_spn
 from .plots import save_learning_curves
@@ -224,7 +224,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
         say('%s: the run is already finished' % run_dir)
         curves()
     enter_phase(net, phases[-1])
-    summary = write_summary(run_dir, record, task, phases, cost=recipe.cost(net, config, ctx))
+    summary = write_summary(run_dir, record, task, phases, cost=recipe.cost(net, config, ctx),
+                            extra=dict(folder=folder_contents(run_dir)))
     cost = summary['cost']
     say('%s%s; %s' % (recipe.result(summary),
                       '; %s mults, %s adds, %.3f MB' % (f"{cost['mults']:,}", f"{cost['adds']:,}",

@@ -100,7 +100,7 @@ class LoopOptions:
     sync_every: int = 50          # read the loss back to the host every this many batches
     progress: bool = True         # tqdm bar within each epoch
     seed: int = 321
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 1
     kvstore: object = None        # of the default trainer ('device' for several devices)
     print_fn: object = print      # receives the one line per epoch (and the sync lines)
     print_sync: bool = False      # also print a line at every sync (the LM's --print_every)
@@ -344,7 +344,9 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
             finished = phase_index == len(phases) - 1 and last
             # The checkpoint first, holding its log line: a kill between the two leaves a
             # checkpoint whose line `restore` writes, never a logged epoch without checkpoint.
-            save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net, [trainer],
+            # A phase's last checkpoint needs no optimizer state: the next phase starts afresh.
+            save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net,
+                            [] if last else [trainer],
                             dict(meta, phase=spec.name, phase_index=phase_index, epoch=epoch,
                                  phase_mode=int(spec.phase), frozen=spec.frozen, lr=lr,
                                  metrics=metrics, finished=finished, record=record, **extra),

@@ -15,7 +15,8 @@ summary.json (``SCHEMA_VERSION``): ``schema_version``, ``task`` (cifar10, imagen
 values), ``best`` (the best epoch by the primary metric), ``phases`` (per phase: epochs and the
 final metrics), ``phase_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
-``eval_images`` (how many images the last evaluation scored, classification), ``train_seconds``,
+``eval_images`` (how many images the last evaluation scored, classification), ``folder`` (what
+the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``train_seconds``,
 ``command``, ``commands``, ``git``, ``started``, ``finished``.
 ``python -m strassen_gluon.report`` reads exactly this.
 """

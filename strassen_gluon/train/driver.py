@@ -21,6 +21,7 @@ from .checkpoint import folder_contents, latest_checkpoint
 from .loop import LoopOptions, format_metrics, restore, run_phases, seed_everything
 from .phases import enter_phase, has_spn
 from .plots import save_learning_curves
+from .precision import resolve_dtype, set_compute_dtype
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
 from .teacher import load_teacher
 
@@ -146,6 +147,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
                                        command or 'train(%r)' % (config,), explicit,
                                        default_name=recipe.default_name(config))
     ctx = contexts(config.devices, say)
+    # Before the first computation of the process (AMX is enabled there); GPUs stay float32.
+    dtype = 'float32' if ctx[0].device_type == 'gpu' else resolve_dtype(config.dtype, say)
     data = recipe.load_data(config, ctx, say)
     name, kwargs = recipe.model(config, data)
     net = build_model(name, kwargs)
@@ -170,6 +173,10 @@ def run(config, recipe, explicit=None, command=None, say=None):
         teacher = choose_teacher(config, dense,
                                  lambda path: recipe.load_teacher(path, config, data, ctx, say),
                                  say)
+    # The products in `dtype`; parameters, optimizer state and checkpoints stay float32.
+    for model in (net, teacher):
+        if model is not None:
+            set_compute_dtype(model, dtype)
     if not config.resume:   # as resolved: e.g. the data folder an environment variable named
         record['config'] = dataclasses.asdict(config)
     write_run(run_dir, record, model=name, model_kwargs=kwargs, **recipe.record(data))
@@ -185,9 +192,10 @@ def run(config, recipe, explicit=None, command=None, say=None):
         kvstore='device' if len(ctx) > 1 else None, print_fn=say),
         **recipe.loop_options(config)))
     task = recipe.make_task(config, options, ctx, data, teacher)
-    title = '%s (%s)' % (name, ', '.join('%s=%s' % kv for kv in sorted(kwargs.items())
+    title = '%s (%s)%s' % (name, ', '.join('%s=%s' % kv for kv in sorted(kwargs.items())
                                          if not isinstance(kv[1], (list, dict)))
-                         or 'model defaults')
+                         or 'model defaults', '' if dtype == 'float32' else ' in ' + dtype)
+
     def curves():
         save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME), title)
     if config.init_from and checkpoint is None:
@@ -225,7 +233,7 @@ def run(config, recipe, explicit=None, command=None, say=None):
         curves()
     enter_phase(net, phases[-1])
     summary = write_summary(run_dir, record, task, phases, cost=recipe.cost(net, config, ctx),
-                            extra=dict(folder=folder_contents(run_dir)))
+                            extra=dict(folder=folder_contents(run_dir), dtype=dtype))
     cost = summary['cost']
     say('%s%s; %s' % (recipe.result(summary),
                       '; %s mults, %s adds, %.3f MB' % (f"{cost['mults']:,}", f"{cost['adds']:,}",

@@ -32,13 +32,13 @@ and be evaluated in the other, and a checkpoint resumes in either.
 """
 from mxnet.gluon import HybridBlock, nn
 
+from ..config import DTYPES
 from ..errors import UsageError
 from ..gluon_compat import (children, clear_cached_graphs, cpu_features, enable_amx,
                             hybrid_forward_override, override_hybrid_forward,
                             restore_hybrid_forward, to_dtype)
 from ..layers.spn import SPNBlock
 
-DTYPES = ('float32', 'bfloat16', 'auto')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 # Layers whose product runs in bfloat16 (oneDNN convolution / inner product).

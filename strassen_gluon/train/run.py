@@ -16,7 +16,8 @@ values), ``best`` (the best epoch by the primary metric), ``phases`` (per phase:
 final metrics), ``phase_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
 ``eval_images`` (how many images the last evaluation scored, classification), ``folder`` (what
-the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``train_seconds``,
+the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``dtype`` (the
+arithmetic the run ended in: float32 or bfloat16), ``train_seconds``,
 ``command``, ``commands``, ``git``, ``started``, ``finished``.
 ``python -m strassen_gluon.report`` reads exactly this.
 """

@@ -52,6 +52,14 @@ def test_every_command_spells_devices_alike(spelling):
         assert explicit == {'resume', 'seed', 'quiet', 'log_dir', 'run_name'}
 
 
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16', 'auto'])
+def test_every_command_parses_dtype_alike(dtype):
+    for parse in (cifar10.parse_args, imagenet.parse_args, lm_command.parse_args):
+        config, explicit = parse(['--dtype', dtype])
+        assert config.dtype == dtype and explicit == {'dtype'}
+        assert parse([])[0].dtype == 'float32'
+
+
 def test_per_stage_lists_are_checked_when_parsed():
     parse = cli.per_stage(float, 4)
     assert parse('2') == 2.0 and parse('1,1,2,2') == [1.0, 1.0, 2.0, 2.0]

@@ -17,6 +17,7 @@ from cifar_fixtures import write_fake_cifar
 from strassen_gluon import Phase, spn_layers
 from strassen_gluon import cifar10
 from strassen_gluon.train import driver
+from strassen_gluon.train.precision import bfloat16_support
 from strassen_gluon.train.build import build_model
 from strassen_gluon.data import CifarBatches
 from strassen_gluon.models import get_model
@@ -299,6 +300,30 @@ def test_resume_continues_exactly(full_run, data_dir, tmp_path):
                                [r['train_loss'] for r in reference], rtol=1e-5)
     with open(os.path.join(run_dir, 'config.json')) as f:
         assert len(json.load(f)['commands']) == 2
+
+
+@pytest.mark.skipif(bfloat16_support()[0] == 'none', reason='no bfloat16 kernels on this CPU')
+def test_bfloat16_run_resumes_to_the_bit_in_either_dtype(data_dir, tmp_path):
+    """Checkpoints hold the float32 master weights: a bfloat16 run stopped and resumed ends
+    with exactly the parameters of an uninterrupted one, and it may continue in float32."""
+    def run(name, *extra):
+        return cifar10.main(tiny_args(data_dir, tmp_path, '--run_name', name, '--dtype',
+                                      'bfloat16', *extra, epochs=(2, 1, 1)))
+    assert run('straight') == 0 and run('part', '--stop_after_epochs', '2') == 0
+    part = os.path.join(str(tmp_path), 'part')
+    assert cifar10.main(['--resume', part, '--quiet', '--gpu_index', '-1']) == 0
+    straight = params_of(latest_checkpoint(os.path.join(str(tmp_path), 'straight')))
+    resumed = params_of(latest_checkpoint(part))
+    assert resumed.keys() == straight.keys()
+    for name in straight:
+        assert resumed[name].dtype == np.float32
+        np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+    assert read_summary(os.path.join(part, 'summary.json'))['dtype'] == 'bfloat16'
+    # The same stop, continued in float32: the run finishes and says so.
+    assert run('mixed', '--stop_after_epochs', '2') == 0
+    mixed = os.path.join(str(tmp_path), 'mixed')
+    assert cifar10.main(['--resume', mixed, '--dtype', 'float32', '--quiet']) == 0
+    assert read_summary(os.path.join(mixed, 'summary.json'))['dtype'] == 'float32'
 
 
 def test_resume_refuses_a_model_change(full_run):

@@ -155,6 +155,29 @@ def test_bfloat16_output_is_float32_and_close_to_float32(phase, out_patch):
 
 
 @needs_bfloat16
+@pytest.mark.parametrize('phase', ['full', 'ternary'])
+def test_language_model_runs_in_bfloat16_with_its_lstm_in_float32(phase):
+    """The char CNN, highway layers and decoder compute in bfloat16; the SPN LSTM stays float32
+    (MXNet's fused RNN takes one dtype for data, weights and states)."""
+    from strassen_gluon.models import get_model
+    net = get_model('st_charlm', char_vocab_size=12, word_vocab_size=20, max_word_l=6,
+                    char_vec_size=5, feature_maps=[3, 4], kernels=[1, 2], highway_layers=1,
+                    rnn_size=8, num_layers=2, out_nbr_mul=6, dropout=0.0)
+    mx.random.seed(0)
+    net.initialize(mx.init.Xavier())
+    set_phase(net, phase)
+    net.hybridize(static_alloc=True)
+    chars = nd.array(np.random.RandomState(0).randint(0, 12, size=(4, 3, 6)))
+    h, c = net.begin_state(3)
+    reference = net(chars, h, c)[0]
+    set_compute_dtype(net, 'bfloat16')
+    logits, h, c = net(chars, h, c)
+    assert (logits.dtype, h.dtype, c.dtype) == (np.float32,) * 3
+    error = nd.norm(logits - reference).asscalar() / nd.norm(reference).asscalar()
+    assert 1e-5 < error < 0.05
+
+
+@needs_bfloat16
 def test_quantizers_compute_in_float32_inside_a_bfloat16_graph():
     net = tiny_net()
     set_phase(net, 'ternary')

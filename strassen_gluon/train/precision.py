@@ -24,7 +24,8 @@ How a network is converted (each rule measured with DNNL_VERBOSE=1, see docs/pre
   kernel (bnorm_ref), slower than all the convolutions together; a cast's gradient is in the
   plain layout, which MXNet reorders;
 * any other block without children (dropout, embedding, LSTM, ...) runs in float32: it gets its
-  input cast to float32 (its parameters are float32 already);
+  input cast to float32 (its parameters are float32 already); so does the SPN LSTM, whose fused
+  RNN operator takes one dtype for data, weights and states;
 * the network's outputs are cast to float32.
 
 ``set_compute_dtype(net, 'float32')`` undoes all of it, so one network can train in one dtype
@@ -38,6 +39,7 @@ from ..gluon_compat import (children, clear_cached_graphs, cpu_features, enable_
                             hybrid_forward_override, override_hybrid_forward,
                             restore_hybrid_forward, to_dtype)
 from ..layers.spn import SPNBlock
+from ..layers.spn_lstm import SPNLSTM
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 
@@ -138,11 +140,17 @@ def _outputs_to_float32(rule):
 
 def _convert(block, dtype, root):
     restore_hybrid_forward(block)
+    # MXNet's fused RNN operator needs one dtype for its data, weights and states: the SPN LSTM
+    # stays float32, as every other recurrent leaf does.
+    recurrent = isinstance(block, SPNLSTM)
     if isinstance(block, SPNBlock):
-        block.compute_dtype = dtype
+        block.compute_dtype = 'float32' if recurrent else dtype
     if dtype == 'float32':
         return
-    rule = None if isinstance(block, SPNBlock) else _rule(block, dtype)
+    if recurrent:
+        rule = _inputs_to('float32', params_too=False)
+    else:
+        rule = None if isinstance(block, SPNBlock) else _rule(block, dtype)
     if root:
         rule = _outputs_to_float32(rule)
     if rule is not None:

@@ -347,6 +347,9 @@ def markdown_report(tasks, figures=None):
 # ------------------------------------------------------------------------- figures
 
 MARKERS = 'oD^vs<>phX8P'
+# The paper's points: hollow, pale, beneath this project's filled markers.
+PAPER_COLOURS = ('tab:blue', 'tab:green', 'tab:red', 'tab:purple', 'tab:brown', 'tab:olive',
+                 'tab:cyan', 'tab:pink', 'tab:gray')
 
 
 def metric_figure(title, panels, xlabel='multiplications'):
@@ -354,13 +357,13 @@ def metric_figure(title, panels, xlabel='multiplications'):
 
     `panels`: [(y label, layers)], a layer a dict with ``kind`` ('paper': hollow grey markers
     beneath; 'ours': filled markers with error bars on top; 'dense': a star and a dotted
-    horizontal line; 'missing': an x on the bottom edge at the cell's multiplications),
+    horizontal line; 'missing': a red x on the bottom edge at the cell's multiplications),
     ``label`` and ``points`` [(x, y, yerr)] (y is ignored for 'missing').
     """
     fig = Figure(figsize=(6.6, 4.4 * len(panels)))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (ylabel, layers) in zip(axes, panels):
-        ours = 0
+        ours = paper = 0
         for layer in layers:
             pts = [p for p in layer['points'] if p[0] and p[0] > 0]
             if not pts:
@@ -374,8 +377,10 @@ def metric_figure(title, panels, xlabel='multiplications'):
             ys, errs = [p[1] for p in pts], [p[2] or 0 for p in pts]
             if kind == 'paper':
                 ax.plot(xs, ys, linestyle=layer.get('linestyle', 'none'),
-                        marker=layer.get('marker', 'o'), markerfacecolor='none', color='0.55',
+                        marker=layer.get('marker', 'o'), markerfacecolor='none',
+                        color=PAPER_COLOURS[paper % len(PAPER_COLOURS)], alpha=0.6,
                         label=layer['label'], zorder=2)
+                paper += 1
             elif kind == 'dense':
                 ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker='*',
                             markersize=14, color='black', linestyle='none', capsize=3,
@@ -391,7 +396,7 @@ def metric_figure(title, panels, xlabel='multiplications'):
         ax.set_ylabel(ylabel)
         ax.grid(True, which='both', alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize='x-small')
+            ax.legend(fontsize='x-small', ncol=2)
     axes[0].set_title(title)
     axes[-1].set_xlabel(xlabel)
     fig.tight_layout()
@@ -411,18 +416,28 @@ def experiment_layer(experiment, name, label=None):
             'points': [(x, mean, std if n > 1 else None)]}
 
 
+PAPER_MARKERS = {'fp': '*', 'twn': 'v', 'ttq': '^', 'bwn': '<'}
+
+
 def paper_layers(records, name):
-    """Layers of the published figure points (records with ``mults``) of metric `name`, one
-    per method (and distillation)."""
+    """Layers of the published figure points (records with ``mults``) of metric `name`: one
+    per baseline method, and one line per Strassen series (p, g; dotted with distillation)."""
     series = {}
     for r in records:
-        if r['metric'] == name and r.get('mults'):
-            label = 'paper: %s%s' % (r.get('method', 'strassen'),
-                                     ' + KD' if r.get('distill') else '')
-            series.setdefault(label, []).append((r['mults'], r['value'], None))
-    return [{'kind': 'paper', 'label': label, 'points': sorted(points),
-             'marker': 's' if 'KD' in label else 'o'}
-            for label, points in sorted(series.items())]
+        if r['metric'] != name or not r.get('mults'):
+            continue
+        method = r.get('method') or 'strassen'
+        if method == 'strassen':
+            p, g = r.get('out_patch'), r.get('groups')
+            label = 'paper%s%s' % (' p=%s, g=%s' % (p, g) if p and g else '',
+                                   ' + KD' if r.get('distill') else '')
+            style = ('s' if r.get('distill') else 'o', ':' if r.get('distill') else '-')
+        else:
+            label, style = 'paper: %s' % method, (PAPER_MARKERS.get(method, 'o'), 'none')
+        series.setdefault((label, style), []).append((r['mults'], r['value'], None))
+    return [{'kind': 'paper', 'label': label, 'points': sorted(points), 'marker': marker,
+             'linestyle': line}
+            for (label, (marker, line)), points in sorted(series.items())]
 
 
 def figure(task, experiments, published=()):

@@ -5,7 +5,8 @@ a short recipe for a 2-core CPU, ``smoke`` a tiny run of a few cells on generate
 tests; pass ``--data_dir`` of a fake dataset). To retune a budget, change its numbers here:
 nothing else in the package repeats them.
 
-A :class:`Budget` gives the options of a table's cells:
+A :class:`Budget` gives the options of a table's cells (they follow the cell's own options on
+the command line, so where both set one, the budget's wins: the smoke budget's tiny PTB decoder):
 
 * ``common``: every cell; ``dense``: the full-precision cells; ``strassen``: the Strassen
   cells; ``by_model``: extra options of one model's cells (e.g. a VGG-7 subset);
@@ -96,12 +97,11 @@ PTB_SMOKE_MODEL = ('--rnn_size', '8', '--feature_maps', '3', '4', '--kernels', '
                    '--print_every', '0')
 PTB = {
     'paper': Budget('the authors\' commands: dense 40 epochs at lr 2; Strassen 20 '
-                    'full-precision + 20 ternary epochs (lr 2, then 0.2), decoder r = 2000; '
-                    'distilled cells learn from the dense cell',
+                    'full-precision + 20 ternary epochs (lr 2, then 0.2); distilled cells '
+                    'learn from the dense cell',
                     dense=('--max_epochs', '40', '--decay_when', '0.5', '--learning_rate', '2'),
-                    strassen=('--max_epochs', '20', '--decay_when', '0.5', '--out_nbr_mul',
-                              '2000', '--learning_rate', '0.2', '--epochs_pre', '20',
-                              '--learning_rate_pre', '2')),
+                    strassen=('--max_epochs', '20', '--decay_when', '0.5', '--learning_rate',
+                              '0.2', '--epochs_pre', '20', '--learning_rate_pre', '2')),
     'cpu': Budget('dense LM 4 epochs of 400 batches, then each Strassen cell converted from it '
                   '(--init_from) for 2 epochs of 200 batches at lr 0.2, distilled or not',
                   common=CPU_DEVICE + ('--decay_when', '0.5'),

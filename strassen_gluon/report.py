@@ -24,10 +24,10 @@ another one): the one it was converted from or taught by if that is in the repor
 sharing most of its configuration. Rows show the paper's value of the same cell where one is
 published (:mod:`strassen_gluon.paper.published`).
 
-What it reads from a summary (schema version ``SCHEMA_VERSION``; other files are skipped with a
+What it reads from a summary (the schema of ``train.run``; other files are skipped with a
 warning): ``task``, ``model``, ``config``, ``metrics`` (val_acc for CIFAR-10, top1 and top5 for
-ImageNet, both shown in %; test_ppl for the language model), ``cost`` (mults, adds, bits per image
-or per time step), ``finished``, ``run_dir``.
+ImageNet, both shown in %; test_ppl for the language model), ``cost`` (mults, adds, bits per
+image or per time step), ``finished``, ``run_dir``.
 
 Figures use ``matplotlib.figure.Figure`` directly (no pyplot), so this works inside Jupyter.
 """
@@ -45,8 +45,8 @@ from . import cli
 from .count import human
 from .errors import DataError, RunFolderError, UsageError
 from .paper.published import describe as describe_paper, load_published, paper_value
-from .paper.tables import TABLES, experiment_coords
-from .train.run import CONFIG_NAME, SCHEMA_VERSION, SUMMARY_NAME, read_summary
+from .paper.tables import experiment_coords
+from .train.run import CONFIG_NAME, SUMMARY_NAME, read_summary
 
 SUMMARY = SUMMARY_NAME
 TASK_METRICS = {'cifar10': ('val_acc',), 'imagenet': ('top1', 'top5'), 'langmod': ('test_ppl',)}

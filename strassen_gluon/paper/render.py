@@ -16,7 +16,7 @@ from .. import report
 from ..count import build_model, count_model, human
 from .published import describe, load_published, matching, paper_value, same_value
 from .runner import OUTPUT_NAME, RESULT_NAME, read_result
-from .tables import TABLES, get_table, num
+from .tables import get_table, num
 
 
 def render(table_name, runs_dir, out_dir, published=None):

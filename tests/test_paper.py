@@ -221,7 +221,7 @@ def test_ptb_run_and_render(data, tmp_path):
     check_png(paths[1])
 
 
-def test_counting_run_and_render(tmp_path):
+def test_counting_run_and_render(tmp_path, capsys):
     out = tmp_path / 'count'
     assert smoke_run('counting', out) == 0
     with open(out / 'count-r6-p1-g1' / 'stdout.txt') as f:
@@ -232,6 +232,12 @@ def test_counting_run_and_render(tmp_path):
     assert '| %.2f | 66.66 (text) |' % ours in row
     assert rows(text, 'count-r4-p1-g1')[0].count('not run') == 3
     assert '2 of 15 entries counted' in text
+    # A plan line of a recorded cell, run as a scheduler would (minus the python -m).
+    main(['plan', 'counting', '--budget', 'paper', '--out', str(out)])
+    line = next(w for w in shell_words(capsys.readouterr().out) if 'count-r4-p1-g1' in w[4])
+    assert main(line[3:]) == 0
+    text, _ = render('counting', str(out), str(tmp_path / 'r'), published=FIXTURE)
+    assert '3 of 15 entries counted' in text
     assert paths == [str(tmp_path / 'r' / 'counting.md')]
 
 

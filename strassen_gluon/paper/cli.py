@@ -18,6 +18,8 @@ from .. import cli
 from ..errors import UsageError
 from ..report import writable_folder
 from .budgets import BUDGETS
+from .render import render as render_table
+from .runner import cell_argv, cell_state, record, run_cells
 from .tables import IMAGENET_PLACEHOLDER, TABLES, cells, get_budget, get_table
 
 DEFAULT_OUT = os.path.join('runs', 'paper')
@@ -29,7 +31,8 @@ def build_parser():
         description='The paper\'s tables as commands: list them, print one command line per '
                     'cell (plan), run the missing cells here (run), and render a table from '
                     'finished runs beside the paper\'s values (render). Options after -- go to '
-                    'every cell\'s command.')
+                    'every cell\'s command. "record FOLDER MODULE OPTIONS" runs a counting or '
+                    'matmul cell (its plan line) and keeps its output, exit status and time.')
     sub = p.add_subparsers(dest='action', required=True, metavar='ACTION')
     sub.add_parser('list', help='the tables and their budgets')
     for action, text in (('plan', 'print one shell command line per cell'),
@@ -89,7 +92,6 @@ def list_tables(args, extra):
 
 
 def plan(args, extra):
-    from .runner import cell_argv, cell_state
     table = get_table(args.table)
     budget = get_budget(table, args.budget)
     chosen = table_cells(args, extra)
@@ -112,7 +114,6 @@ def plan(args, extra):
 
 
 def run(args, extra):
-    from .runner import run_cells
     chosen = table_cells(args, extra)
     if args.cell:
         names = {c.name for c in chosen}
@@ -129,7 +130,6 @@ def run(args, extra):
 
 
 def render(args, extra):
-    from .render import render as render_table
     if extra:
         raise UsageError('render takes no options after --')
     if not os.path.isdir(args.runs):
@@ -141,7 +141,6 @@ def render(args, extra):
 
 def record_command(argv):
     """python -m strassen_gluon.paper record FOLDER MODULE OPTIONS..."""
-    from .runner import record
     if len(argv) < 2:
         print('usage: python -m strassen_gluon.paper record FOLDER MODULE [OPTIONS...]',
               file=sys.stderr)

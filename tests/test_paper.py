@@ -233,6 +233,7 @@ def test_counting_run_and_render(tmp_path, capsys):
     assert rows(text, 'count-r4-p1-g1')[0].count('not run') == 3
     assert '2 of 15 entries counted' in text
     # A plan line of a recorded cell, run as a scheduler would (minus the python -m).
+    capsys.readouterr()
     main(['plan', 'counting', '--budget', 'paper', '--out', str(out)])
     line = next(w for w in shell_words(capsys.readouterr().out) if 'count-r4-p1-g1' in w[4])
     assert main(line[3:]) == 0

@@ -32,6 +32,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--data_dir', default=os.environ.get(
         'STRASSEN_CIFAR10_DIR', os.path.join(REPO, '..', 'shared', 'data', 'cifar10')))
+    p.add_argument('--no_strict_counts', dest='strict_counts', action='store_false',
+                   help='accept a copy without the official 50000/10000 images (tiny test data)')
     p.add_argument('--subset', type=int, default=10000, help='training images')
     p.add_argument('--epochs_fp', type=int, default=1)
     p.add_argument('--epochs_quant', type=int, default=1)
@@ -62,8 +64,8 @@ def pipeline_images_per_s(data, batch_size, batches, seed):
 
 def train(args, run_name, **fields):
     config = cifar10.CifarConfig(
-        data_dir=args.data_dir, download=False, train_subset=args.subset,
-        batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, run_name=run_name,
+        data_dir=args.data_dir, download=False, strict_counts=args.strict_counts,
+        train_subset=args.subset, batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, run_name=run_name,
         devices='-1', quiet=True, max_batches=args.max_batches,
         max_eval_batches=args.max_eval_batches, **fields)
     return cifar10.train(config)
@@ -94,7 +96,8 @@ def main(argv=None):
     steps = [args.epochs_fp, args.epochs_fp + args.epochs_quant]
     fp = train(args, 'bench-resnet20-' + stamp, model='resnet20', epochs_fp=total,
                lr_steps_fp=[s for s in steps if 0 < s < total])
-    data = subset(load_cifar10(args.data_dir, download=False), args.subset, seed=args.seed)
+    data = subset(load_cifar10(args.data_dir, download=False, strict_counts=args.strict_counts),
+                  args.subset, seed=args.seed)
     pipe = pipeline_images_per_s(data, args.batch_size, args.pipeline_batches, args.seed)
 
     def acc(summary):

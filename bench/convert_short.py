@@ -37,7 +37,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--data_dir', default=os.environ.get(
         'STRASSEN_CIFAR10_DIR', os.path.join(REPO, '..', 'shared', 'data', 'cifar10')))
+    p.add_argument('--no_strict_counts', dest='strict_counts', action='store_false',
+                   help='accept a copy without the official 50000/10000 images (tiny test data)')
     p.add_argument('--subset', type=int, default=10000, help='training images')
+    p.add_argument('--batch_size', type=int, default=128)
     p.add_argument('--dense_run', default=None,
                    help='a finished resnet20 run folder to convert (skips step 1)')
     p.add_argument('--skip_scratch', action='store_true', help='leave out step 3')
@@ -50,7 +53,8 @@ def parse_args(argv=None):
 
 def train(args, name, **fields):
     config = cifar10.CifarConfig(
-        data_dir=args.data_dir, download=False, train_subset=args.subset, seed=args.seed,
+        data_dir=args.data_dir, download=False, strict_counts=args.strict_counts,
+        train_subset=args.subset, batch_size=args.batch_size, seed=args.seed,
         log_dir=args.log_dir, run_name='%s-%s' % (name, time.strftime('%Y%m%d-%H%M%S')),
         devices='-1', quiet=True, max_batches=args.max_batches,
         max_eval_batches=args.max_eval_batches, **fields)

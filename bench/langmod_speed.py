@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from strassen_gluon.train.run import SUMMARY_NAME, epoch_log, read_summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, 'langmod', 'train.py')
 NAMES = {5: 'full precision (charlm)', 2: 'Strassen, ternary W_b W_c (st_charlm)',
@@ -54,15 +56,12 @@ def run_mode(mode, args, log_dir):
     start = time.time()
     subprocess.run(cmd, check=True)
     run_dir = os.path.join(log_dir, 'qm%d' % mode)
-    with open(os.path.join(run_dir, 'log.jsonl')) as f:
-        records = [json.loads(line) for line in f]
-    with open(os.path.join(run_dir, 'summary.json')) as f:
-        summary = json.load(f)
-    epoch = [r for r in records if r['event'] == 'epoch'][-1]
-    ops = summary.get('ops_per_time_step') or {}
+    epoch = epoch_log(run_dir)[-1]          # the run's one epoch (the common run-folder schema)
+    summary = read_summary(os.path.join(run_dir, SUMMARY_NAME))
+    ops = summary.get('cost') or {}         # per time step for the LM
     return dict(quant_mode=mode, model=NAMES.get(mode, 'quant_mode %d' % mode),
                 tokens_per_s=epoch['tokens_per_s'], train_ppl=epoch['train_ppl'],
-                val_ppl=epoch['val_ppl'], test_ppl=summary['test_ppl'],
+                val_ppl=epoch['val_ppl'], test_ppl=summary['metrics']['test_ppl'],
                 epoch_seconds=epoch['seconds'], wall_seconds=time.time() - start,
                 mults_per_step=ops.get('mults'), adds_per_step=ops.get('adds'),
                 command=' '.join(cmd))

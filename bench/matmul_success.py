@@ -71,6 +71,8 @@ def parse_args(argv=None):
                              'candidates that end exact')
     parser.add_argument('--quantizer', choices=('threshold', 'twn'),
                         default=SearchConfig().quantizer, help='quantizer of the ternary phase')
+    parser.add_argument('--fp-steps', type=int, default=SearchConfig().fp_steps)
+    parser.add_argument('--anneal-steps', type=int, default=SearchConfig().anneal_steps)
     parser.add_argument('--ternary-steps', type=int, default=SearchConfig().ternary_steps)
     parser.add_argument('--flip', action='store_true', help='run the flip-graph walk rows')
     parser.add_argument('--flip-seeds', type=int, default=5)
@@ -198,6 +200,7 @@ def verify_external():
 def main(argv=None):
     args = parse_args(argv)
     config = SearchConfig(population=args.population, quantizer=args.quantizer,
+                          fp_steps=args.fp_steps, anneal_steps=args.anneal_steps,
                           ternary_steps=args.ternary_steps)
     results = {'config': vars(config), 'restarts': args.restarts}
     lines = []

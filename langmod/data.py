@@ -60,15 +60,31 @@ def split_files(data_dir):
 def read_words(path, eos='+'):
     """The raw words of one file, with <unk> as '|' and `eos` appended to every line."""
     words = []
-    with open(path, encoding='utf8') as f:
-        for line in f:
-            line = line.replace('<unk>', UNK).replace(START, '').replace(END, '')
-            words.extend(w for w in _WHITESPACE.split(line) if w)
-            if eos:
-                words.append(eos)
+    try:
+        with open(path, encoding='utf8') as f:
+            for line in f:
+                line = line.replace('<unk>', UNK).replace(START, '').replace(END, '')
+                words.extend(w for w in _WHITESPACE.split(line) if w)
+                if eos:
+                    words.append(eos)
+    except UnicodeDecodeError:
+        raise ValueError('Penn Treebank file %s is not UTF-8 text: %s (the PTB files are plain '
+                         'ASCII; replace this file with a good copy)'
+                         % (path, _first_bad_byte(path))) from None
     if not words:
         raise ValueError('Penn Treebank file %s holds no words' % path)
     return words
+
+
+def _first_bad_byte(path):
+    """Where the UTF-8 decoding of `path` fails: 'byte 0xe9 on line 12'."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        raw.decode('utf8')
+    except UnicodeDecodeError as err:
+        return 'byte 0x%02x on line %d' % (raw[err.start], raw.count(b'\n', 0, err.start) + 1)
+    return 'undecodable bytes'
 
 
 def _spelling(word):

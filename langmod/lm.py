@@ -13,27 +13,28 @@ gradient's global norm clipped, the LSTM state carried from chunk to chunk.
 """
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from strassen_gluon.cli import contexts
-from strassen_gluon.config import Phase, RunConfig
-from strassen_gluon.errors import DataError, Interrupted, UsageError
+from strassen_gluon.config import Phase, RunConfig, option
+from strassen_gluon.errors import DataError, UsageError
 from strassen_gluon.models import get_model
-from strassen_gluon.train.build import choose_teacher, init_from, model_cost
+from strassen_gluon.models.charlm import FEATURE_MAPS, KERNELS
+from strassen_gluon.train import driver
+from strassen_gluon.train.build import model_cost
 from strassen_gluon.train.checkpoint import find_checkpoint, read_meta
 from strassen_gluon.train.distill import distillation_loss
-from strassen_gluon.train.loop import LoopOptions, Task, restore, run_phases, seed_everything
-from strassen_gluon.train.phases import enter_phase, trainable_params
-from strassen_gluon.train.run import open_run, write_run, write_summary
+from strassen_gluon.train.loop import Task
+from strassen_gluon.train.phases import trainable_params
 from strassen_gluon.train.schedule import PhaseSpec
 
 from .data import Batches, load_corpus
 
 TASK = 'langmod'
+MODULE = 'langmod.train'
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(HERE, 'data', 'ptb')
 DEFAULT_LOG_DIR = os.path.join(HERE, 'logs')
@@ -66,41 +67,74 @@ STAGED_MODES = tuple(m for m, q in QUANT_MODES.items() if q.staged)
 @dataclass
 class LMConfig(RunConfig):
     """The original train.py's options (same names, defaults and meaning) plus the shared ones."""
-    data_dir: Optional[str] = None
-    rnn_size: int = 650
-    highway_layers: int = 2
-    word_vec_size: int = 650
-    char_vec_size: int = 15
-    feature_maps: List[int] = field(default_factory=lambda: [50, 100, 150, 200, 200, 200, 200])
-    kernels: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
-    num_layers: int = 2
-    dropout: float = 0.5
-    nbr_mul: float = 1.0
-    out_nbr_mul: int = 2000
-    quant_mode: int = 0
-    highway_form: str = 'kim'
-    learning_rate: float = 2
-    learning_rate_decay: float = 0.5
-    decay_when: float = 1
-    seq_length: int = 35
-    batch_size: int = 20
-    max_epochs: int = 25
-    max_grad_norm: float = 5
-    clip_like_original: bool = False
-    max_word_l: int = 65
-    epochs_cont: int = 0
-    epochs_pre: int = 0
-    learning_rate_cont: float = 0.01
-    learning_rate_pre: float = 0.01
-    n_words: int = 30000
-    n_chars: int = 100
-    print_every: int = 50
-    EOS: str = '+'
-    max_batches: int = 0
-    max_eval_batches: int = 0
-    init_from: Optional[str] = None
-    seed: int = 123
-    log_dir: str = DEFAULT_LOG_DIR
+    data_dir: Optional[str] = option(
+        None, 'folder with ptb.train.txt, ptb.valid.txt, ptb.test.txt (or train.txt, '
+              'valid.txt, test.txt); default $STRASSEN_PTB_DIR, then langmod/data/ptb',
+        group='data')
+    rnn_size: int = option(650, 'size of LSTM internal state', low=1, group='model')
+    highway_layers: int = option(2, 'number of highway layers', low=0, group='model')
+    word_vec_size: int = option(650, 'unused (kept from the original)', low=1, group='model')
+    char_vec_size: int = option(15, 'dimensionality of character embeddings', low=1,
+                                group='model')
+    feature_maps: List[int] = option(list(FEATURE_MAPS), 'number of feature maps in the CNN',
+                                     low=1, group='model')
+    kernels: List[int] = option(list(KERNELS), 'conv net kernel widths', low=1, group='model')
+    num_layers: int = option(2, 'number of layers in the LSTM', low=1, group='model')
+    dropout: float = option(0.5, 'dropout. 0 = no dropout', low=0, below=1, group='model')
+    nbr_mul: float = option(1.0, 'multiplications r relative to the output units (highway, '
+                                 'LSTM; decoder if out_nbr_mul < 1)', above=0, group='model')
+    out_nbr_mul: int = option(2000, 'number of multiplications r of the decoder, for quant_mode '
+                                    '1-4', low=1, group='model')
+    quant_mode: int = option(0, '; '.join('%d: %s' % (m, q.meaning)
+                                          for m, q in QUANT_MODES.items()),
+                             choices=tuple(QUANT_MODES), group='model')
+    highway_form: str = option('kim', 'transform gate sigma(W_T x + b_T) with b_T starting at -2 '
+                                      '(kim, Kim et al.) or sigma(W_T (x - 2) + b_T) as the '
+                                      'original code (original)', choices=('kim', 'original'),
+                               group='model')
+    init_from: Optional[str] = option(
+        None, 'start the SPN model from a finished quant_mode 5 run (its char CNN, highway, '
+              'LSTM and decoder weights); the dense model also becomes the teacher of '
+              'quant_mode 2-4, 6, 7 (--dist_lambda 0 turns it off)', metavar='RUN_DIR',
+        group='model')
+    learning_rate: float = option(2.0, 'starting learning rate', above=0,
+                                  group='optimization')
+    learning_rate_decay: float = option(0.5, 'learning rate decay', above=0, high=1,
+                                        group='optimization')
+    decay_when: float = option(1.0, 'decay if validation perplexity does not improve by more '
+                                    'than this much', low=0, group='optimization')
+    seq_length: int = option(35, 'number of timesteps to unroll for', low=1,
+                             group='optimization')
+    batch_size: int = option(20, 'number of sequences to train on in parallel', low=1,
+                             group='optimization')
+    max_epochs: int = option(25, 'number of full passes through the training data', low=0,
+                             group='optimization')
+    max_grad_norm: float = option(5.0, 'clip the global norm of the token-averaged gradient at '
+                                       'this value', above=0, group='optimization')
+    clip_like_original: bool = option(False, 'clip as the original code did, effectively at '
+                                             'max_grad_norm x seq_length', group='optimization')
+    max_word_l: int = option(65, 'maximum word length', low=1, group='data')
+    epochs_cont: int = option(0, 'epochs of continued training with frozen ternary weights',
+                              low=0, group='optimization')
+    epochs_pre: int = option(0, 'epochs of full-precision pretraining', low=0,
+                             group='optimization')
+    learning_rate_cont: float = option(0.01, 'learning rate for continued training with frozen '
+                                             'weights', above=0, group='optimization')
+    learning_rate_pre: float = option(0.01, 'learning rate for full-precision pretraining',
+                                      above=0, group='optimization')
+    n_words: int = option(30000, 'max number of words in model', low=1, group='data')
+    n_chars: int = option(100, 'max number of char in model', low=1, group='data')
+    print_every: int = option(50, 'how many steps/minibatches between printing out the loss '
+                                  '(0: never)', low=0, group='run')
+    EOS: str = option('+', '<EOS> symbol. should be a single unused character (like +) for PTB '
+                           'and blank for others', group='data')
+    max_batches: int = option(0, 'train on at most this many batches per epoch (0: all)', low=0,
+                              group='data')
+    max_eval_batches: int = option(0, 'evaluate on at most this many batches of valid and test '
+                                      '(0: all)', low=0, group='data')
+    seed: int = option(123, "seed of initialisation, shuffling and dropout (the original's "
+                            "123)", low=0, group='run')
+    log_dir: str = option(DEFAULT_LOG_DIR, 'parent folder of the run folders', group='run')
 
 
 # Options that define the model or its data: a resumed run must keep them.
@@ -162,7 +196,7 @@ def vocab_info(vocab):
                 max_word_l=vocab.max_word_l)
 
 
-def load_teacher(path, config, vocab, ctx):
+def load_lm_teacher(path, config, vocab, ctx):
     """The frozen quant_mode 5 teacher: from a run or checkpoint folder (its stored sizes), or
     from a bare .params file (this run's sizes, as the original did)."""
     if os.path.isfile(path):
@@ -303,101 +337,96 @@ class LanguageModelTask(Task):
                                      self.config.max_eval_batches)}
 
 
-def train(config, explicit=None, command=None, say=None):
-    """Train (or resume) one run; returns its summary, or None when stopped early by
-    `stop_after_epochs`. Raises the library's errors."""
-    if config.quant_mode not in QUANT_MODES:
-        raise UsageError('quant_mode must be one of %s' % sorted(QUANT_MODES))
-    if not config.resume:
-        config.data_dir = os.path.abspath(config.data_dir or DEFAULT_DATA_DIR)
-        config.log_dir = os.path.abspath(config.log_dir or DEFAULT_LOG_DIR)
-    run_dir, config, record = open_run(config, TASK, FIXED, command or 'train(%r)' % (config,),
-                                       explicit, default_name='qm%d' % config.quant_mode)
-    if say is None:
-        def say(*a):
-            if not config.quiet:
-                print(*a, flush=True)
-    ctxs = contexts(config.devices, say)
-    if len(ctxs) > 1:
-        raise UsageError('the language model trains on one device; give one --gpu_index')
-    ctx = ctxs[0]
-    corpus = load_corpus_or_fail(config)
-    vocab = corpus.vocab
-    data = {split: Batches(*corpus.splits[split], config.batch_size, config.seq_length,
-                           keep_all=split == 'test') for split in corpus.splits}
-    say('data %s: %d words, %d characters, max_word_l %d; batches train %d, valid %d, test %d'
-        % (config.data_dir, vocab.word_vocab_size, vocab.char_vocab_size, vocab.max_word_l,
-           len(data['train']), len(data['valid']), len(data['test'])))
-    mode = QUANT_MODES[config.quant_mode]
-    for what, epochs in (('epochs_pre', config.epochs_pre), ('epochs_cont', config.epochs_cont)):
-        if epochs and not mode.staged:
-            say('note: --%s applies to quant_mode %s only; ignored' % (what, STAGED_MODES))
-    if config.teacher_model and not mode.staged:
-        say('note: distillation applies to quant_mode %s only; --teacher_model ignored'
-            % (STAGED_MODES,))
-    if config.init_from and mode.model == 'charlm':
-        raise UsageError('--init_from converts the dense model (quant_mode 5) into an SPN '
-                         'model (quant_mode 0-4, 6, 7); this run is quant_mode 5 itself')
+class LanguageModelRecipe(driver.Recipe):
+    """The language model as a command of the run driver (strassen_gluon.train.driver)."""
+    task = TASK
+    module = MODULE
+    # Options that define the model or its data: a resumed run must keep them.
+    fixed = ('data_dir', 'rnn_size', 'highway_layers', 'char_vec_size', 'feature_maps',
+             'kernels', 'num_layers', 'dropout', 'nbr_mul', 'out_nbr_mul', 'quant_mode',
+             'highway_form', 'seq_length', 'batch_size', 'max_word_l', 'n_words', 'n_chars',
+             'EOS', 'seed', 'init_from')
 
-    name, kwargs = model_spec(config, vocab)
-    phases = plan_phases(config)
-    if not phases:
-        raise UsageError('no epochs to train (all stage lengths are 0)')
-    seed_everything(config.seed)
-    net = get_model(name, **kwargs)
-    net.initialize(ctx=ctx)
-    dense = None
-    if config.init_from:
-        calibration = (_to_nd(data['train'].chunk(0)[0], ctx),) + tuple(
-            net.begin_state(config.batch_size, ctx))
-        net(*calibration)
+    def default_name(self, config):
+        return 'qm%d' % config.quant_mode
+
+    def prepare(self, config):
+        if len(config.feature_maps) != len(config.kernels):
+            raise UsageError('--feature_maps has %d values and --kernels %d; give one feature '
+                             'map count per kernel width' % (len(config.feature_maps),
+                                                             len(config.kernels)))
+        if not config.resume:
+            config.data_dir = os.path.abspath(config.data_dir or os.environ.get(
+                'STRASSEN_PTB_DIR') or DEFAULT_DATA_DIR)
+        return config
+
+    def load_data(self, config, ctx, say):
+        if len(ctx) > 1:
+            raise UsageError('the language model trains on one device; give one --gpu_index')
+        corpus = load_corpus_or_fail(config)
+        vocab = corpus.vocab
+        data = {split: Batches(*corpus.splits[split], config.batch_size, config.seq_length,
+                               keep_all=split == 'test') for split in corpus.splits}
+        say('data %s: %d words, %d characters, max_word_l %d; batches train %d, valid %d, '
+            'test %d' % (config.data_dir, vocab.word_vocab_size, vocab.char_vocab_size,
+                         vocab.max_word_l, len(data['train']), len(data['valid']),
+                         len(data['test'])))
+        mode = QUANT_MODES[config.quant_mode]
+        for what in ('epochs_pre', 'epochs_cont', 'teacher_model'):
+            if getattr(config, what) and not mode.staged:
+                say('note: --%s applies to quant_mode %s only; ignored'
+                    % (what, ', '.join(map(str, STAGED_MODES))))
+        if config.init_from and mode.model == 'charlm':
+            raise UsageError('--init_from converts the dense model (quant_mode 5) into an SPN '
+                             'model (quant_mode 0-4, 6, 7); this run is quant_mode 5 itself')
+        return corpus, data
+
+    def model(self, config, data):
+        return model_spec(config, data[0].vocab)
+
+    def phases(self, config, spn, say):
+        return plan_phases(config)
+
+    def calibration(self, net, data, ctx):
+        train = data[1]['train']
+        return ((_to_nd(train.chunk(0)[0], ctx[0]),)
+                + tuple(net.begin_state(train.batch_size, ctx[0])))
+
+    def check_init_source(self, config, data):
         if os.path.isdir(config.init_from):
             ckpt = find_checkpoint(config.init_from)
             if ckpt is not None:
-                _check_vocab(read_meta(ckpt).get('model_kwargs', {}), vocab, ckpt,
+                _check_vocab(read_meta(ckpt).get('model_kwargs', {}), data[0].vocab, ckpt,
                              '--init_from run')
-        dense, _ = init_from(config.init_from, net, name, [ctx], calibration, say=say)
-    teacher = None
-    if mode.staged:  # distillation applies to the quantised modes only, as in the original
-        teacher = choose_teacher(config, dense,
-                                 lambda path: load_teacher(path, config, vocab, ctx), say)
-    write_run(run_dir, record, model=name, model_kwargs=kwargs, files=corpus.files,
-              vocab=vocab_info(vocab))
-    net.hybridize()
-    start, ckpt = restore(net, run_dir, phases, ctx)
-    say('run folder %s%s' % (run_dir, ' (resumed from %s)' % os.path.basename(ckpt)
-                             if ckpt else ''))
-    options = LoopOptions(momentum=0.0, wd=0.0, dist_lambda=config.dist_lambda,
-                          dist_temp=config.dist_temp, sync_every=config.print_every or 10 ** 9,
-                          print_sync=config.print_every > 0 and not config.quiet,
-                          progress=False, seed=config.seed,
-                          keep_checkpoints=config.keep_checkpoints, print_fn=say)
-    task = LanguageModelTask(options, config, ctx, data, teacher)
-    meta = dict(model=name, model_kwargs=kwargs, seed=config.seed, task=TASK,
-                vocab=vocab_info(vocab), run_dir=os.path.abspath(run_dir))
-    if start[0] < len(phases):
-        for spec in phases[start[0]:]:
-            say('stage %s: %s, %d epochs from lr %g%s' % (
-                spec.name, 'full-precision model' if mode.model == 'charlm' else
-                'SPN phase %s' % Phase(spec.phase).name.lower(), spec.epochs, spec.lr,
-                ', W_b and W_c frozen' if spec.frozen else ''))
-        try:
-            status = run_phases(task, net, phases, run_dir, meta, start=start, checkpoint=ckpt,
-                                stop_after_epochs=config.stop_after_epochs)
-        except KeyboardInterrupt:
-            raise Interrupted('interrupted; the last complete epoch is saved: continue with '
-                              'python train.py --resume %s' % run_dir) from None
-        if status == 'stopped':
-            say('stopped; continue with: python train.py --resume %s' % run_dir)
-            return None
-    else:
-        say('%s: the run is already finished' % run_dir)
-    enter_phase(net, phases[-1])
-    cost = model_cost(net, inputs=net.example_inputs(ctx=ctx))
-    if cost is not None:
-        cost['per'] = 'time step'
-    summary = write_summary(run_dir, record, task, phases, cost=cost)
-    say('test ppl %.2f%s' % (summary['metrics'].get('test_ppl', math.nan),
-                             '; per time step: %d multiplications, %d additions'
-                             % (cost['mults'], cost['adds']) if cost else ''))
-    return summary
+
+    def use_teacher(self, config):
+        # Distillation applies to the quantised modes only, as in the original.
+        return QUANT_MODES[config.quant_mode].staged
+
+    def load_teacher(self, path, config, data, ctx, say):
+        return load_lm_teacher(path, config, data[0].vocab, ctx[0])
+
+    def loop_options(self, config):
+        return dict(momentum=0.0, wd=0.0, sync_every=config.print_every or 10 ** 9,
+                    print_sync=config.print_every > 0 and not config.quiet, progress=False)
+
+    def make_task(self, config, options, ctx, data, teacher):
+        return LanguageModelTask(options, config, ctx[0], data[1], teacher)
+
+    def cost(self, net, config, ctx):
+        cost = model_cost(net, inputs=net.example_inputs(ctx=ctx[0]))
+        if cost is not None:
+            cost['per'] = 'time step'
+        return cost
+
+    def record(self, data):
+        return dict(files=data[0].files, vocab=vocab_info(data[0].vocab))
+
+    def result(self, summary):
+        return 'test ppl %.2f' % summary['metrics'].get('test_ppl', math.nan)
+
+
+def train(config, explicit=None, command=None, say=None):
+    """Train (or resume) one run; returns its summary, or None when stopped early by
+    `stop_after_epochs`. See strassen_gluon.train.driver.run."""
+    return driver.run(config, LanguageModelRecipe(), explicit, command, say)

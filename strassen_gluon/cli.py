@@ -1,71 +1,42 @@
 """The one command-line convention of the training commands (cifar10, imagenet, langmod).
 
-Every command spells the shared options the same way (:func:`add_run_arguments`,
-:func:`add_distillation_arguments`), parses per-stage lists with :func:`per_stage` (checked for
-length at parse time), turns ``--gpu_index`` into contexts with :func:`contexts`, fills its typed
-configuration with :func:`config_from_args`, and runs ``train(config)`` inside
-:func:`run_command`, the only place where library exceptions become messages and exit codes
-(see :mod:`strassen_gluon.errors`).
+A command's parser is derived from its typed configuration (:func:`build_parser`): every option
+of a dataclass made with :func:`strassen_gluon.config.option` becomes ``--name`` (underscores,
+the original project's names where they come from it, older spellings as aliases), with the
+field's default and help, so each default is written once. Booleans that default to False are
+switches (``--quiet``), those that default to True are turned off by ``--no_<name>``.
+:func:`parse` returns the configuration and the options the user wrote; ranges are checked by
+:func:`strassen_gluon.config.check_options` inside ``train(config)``, so Python callers get the
+same messages. :func:`run_command` is the only place where library exceptions become messages
+and exit codes (see :mod:`strassen_gluon.errors`); a usage error exits 2.
 """
 import argparse
 import dataclasses
 import shlex
 import sys
 
-import mxnet as mx
-
+from .config import option_fields
 from .errors import EXIT_INTERRUPTED, StrassenError, UsageError
+from .train.build import contexts
 
-__all__ = ['HelpFormatter', 'add_run_arguments', 'add_distillation_arguments', 'per_stage',
-           'int_list', 'contexts', 'parse_config', 'config_from_args', 'run_command',
-           'command_line', 'UsageError']
+__all__ = ['HelpFormatter', 'Parser', 'build_parser', 'parse', 'per_stage', 'int_list', 'at_least',
+           'contexts', 'run_command', 'command_line', 'UsageError']
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except None and False (which mean 'not set')."""
+    """Shows defaults, except None ('not set') and those of switches."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
 
 
-def add_run_arguments(parser, log_dir, name_example):
-    """Devices, run folder, resume, seed and output options, the same for every command."""
-    r = parser.add_argument_group('run')
-    r.add_argument('--gpu_index', '--gpus', '--gpu_idx', dest='devices', default=None,
-                   metavar='DEVICES',
-                   help='GPU number, a comma list of them (data-parallel training), or -1 / '
-                        'an empty string for the CPU; default GPU 0 when there is one, else '
-                        'the CPU')
-    r.add_argument('--log_dir', default=log_dir, help='parent folder of the run folders')
-    r.add_argument('--run_name', default=None,
-                   help="name of this run's folder in --log_dir; default %s-<date-time>"
-                        % name_example)
-    r.add_argument('--resume', nargs='?', const='latest', default=None, metavar='RUN_DIR',
-                   help='continue a run from its newest checkpoint that verifies; without a '
-                        'value, the newest run folder in --log_dir')
-    r.add_argument('--seed', type=int, default=321,
-                   help='seed of initialisation, subset, shuffling, augmentation and dropout')
-    r.add_argument('--stop_after_epochs', type=int, default=None,
-                   help='stop (resumably) after N epochs of this invocation')
-    r.add_argument('--keep_checkpoints', type=int, default=2,
-                   help='checkpoint folders kept (the newest N; at least 1)')
-    r.add_argument('--quiet', action='store_true', help='no progress bar')
-    return r
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (``error: ...``) and exit status 2."""
 
-
-def add_distillation_arguments(parser, teacher_example):
-    """--teacher_model, --dist_lambda, --dist_temp, as the original LM command had them."""
-    group = parser.add_argument_group('distillation')
-    group.add_argument('--teacher_model', default=None, metavar='PATH',
-                       help='run folder (or checkpoint folder) of a trained model, e.g. a %s '
-                            'run of this command; its logits teach the student in every phase'
-                            % teacher_example)
-    group.add_argument('--dist_lambda', type=float, default=0.5,
-                       help='weight of the soft (teacher) loss')
-    group.add_argument('--dist_temp', type=float, default=1.0, help='softmax temperature')
-    return group
+    def error(self, message):
+        self.exit(2, 'error: %s (%s --help lists the options)\n' % (message, self.prog))
 
 
 def per_stage(kind, stages):
@@ -108,61 +79,71 @@ def int_list(text):
         raise argparse.ArgumentTypeError('%r is not a comma list of integers' % text) from None
 
 
-def contexts(devices, say=print):
-    """Contexts from the devices option: None (default) GPU 0 or, without one, the CPU with a
-    message; '-1' or '' the CPU; '0' or '0,1' those GPUs (a missing one is a UsageError)."""
-    if devices is None:
-        if mx.context.num_gpus() == 0:
-            say('no GPU found: training on the CPU')
-            return [mx.cpu()]
-        return [mx.gpu(0)]
-    text = str(devices).strip()
-    if text in ('', '-1'):
-        return [mx.cpu()]
-    try:
-        indices = [int(i) for i in text.split(',')]
-    except ValueError:
-        raise UsageError('--gpu_index takes -1 (CPU), a GPU number or a comma list of them, '
-                         'not %r' % (devices,)) from None
-    if any(i < 0 for i in indices) or len(set(indices)) != len(indices):
-        raise UsageError('--gpu_index %s: GPU numbers are distinct and >= 0 (-1 alone means '
-                         'the CPU)' % text)
-    available = mx.context.num_gpus()
-    missing = [i for i in indices if i >= available]
-    if missing:
-        raise UsageError('--gpu_index %s: GPU %s requested, but this machine has %s'
-                         % (text, ','.join(map(str, missing)),
-                            '%d GPU(s) (0-%d)' % (available, available - 1) if available
-                            else 'no GPU (use --gpu_index -1 for the CPU)'))
-    return [mx.gpu(i) for i in indices]
+def _argument(field, stages):
+    """(flags, argparse keyword arguments) of one configuration field."""
+    meta, name = field.metadata, field.name
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    kwargs = dict(dest=name, default=default, help=meta['help'])
+    if meta['metavar']:
+        kwargs['metavar'] = meta['metavar']
+    flags = list(meta['flags'])    # given: every spelling, the documented one first
+    if isinstance(default, bool):
+        kwargs['action'] = 'store_false' if default else 'store_true'
+        return flags or ['--no_' + name if default else '--' + name], kwargs
+    parse = meta['parse']
+    if parse == 'int_list':
+        kwargs['type'] = int_list
+    elif isinstance(parse, tuple) and parse[0] == 'per_stage':
+        kwargs['type'] = per_stage(parse[1], stages)
+    elif callable(parse):
+        kwargs['type'] = parse
+    elif meta['nargs'] == '?':
+        kwargs.update(nargs='?', const='latest')
+    elif isinstance(default, list):
+        kwargs.update(nargs='+', type=type(default[0]) if default else str)
+    elif default is not None:
+        kwargs['type'] = type(default)
+    elif 'float' in str(field.type):
+        kwargs['type'] = float
+    elif 'int' in str(field.type):
+        kwargs['type'] = int
+    if meta['choices'] is not None:
+        kwargs['choices'] = meta['choices']
+    return flags or ['--' + name], kwargs
+
+
+def build_parser(config_type, prog, description, stages=None, overrides=None):
+    """An argparse parser with one option per field of `config_type` (see the module's
+    docstring), grouped as the fields say. `stages`: the length of per-stage lists.
+    `overrides`: {field: help text} where a command words an option its own way."""
+    parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
+    groups = {}
+    for f in option_fields(config_type):
+        flags, kwargs = _argument(f, stages)
+        if overrides and f.name in overrides:
+            kwargs['help'] = overrides[f.name]
+        group = f.metadata['group'] or 'options'
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        groups[group].add_argument(*flags, **kwargs)
+    return parser
 
 
 _UNSET = object()
 
 
-def parse_config(parser, argv, defaults=None):
-    """Parse `argv`; returns (namespace, explicit): explicit is the set of destinations the
-    user wrote on the command line (even when equal to the default).
-
-    `defaults` (e.g. a --quick preset) replaces the parser's defaults for this parse only.
-    """
+def parse(parser, config_type, argv=None):
+    """(config, explicit): `argv` parsed into `config_type`; explicit is the set of options the
+    user wrote on the command line (even when equal to the default)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if defaults:
-        parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     # argparse fills a default only into attributes the namespace lacks, so a namespace
     # pre-filled with a marker shows which options the command line set.
     marked = parser.parse_args(argv, namespace=argparse.Namespace(
         **{k: _UNSET for k in vars(args)}))
     explicit = {k for k, v in vars(marked).items() if v is not _UNSET}
-    return args, explicit
-
-
-def config_from_args(config_type, args, **extra):
-    """The dataclass `config_type` filled from the namespace (fields it lacks are ignored)."""
-    values = dict(vars(args), **extra)
     names = {f.name for f in dataclasses.fields(config_type)}
-    return config_type(**{k: v for k, v in values.items() if k in names})
+    return config_type(**{k: v for k, v in vars(args).items() if k in names}), explicit
 
 
 def command_line(module, argv):

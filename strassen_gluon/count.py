@@ -1,11 +1,12 @@
 """Multiplications, additions and model size of a model, per layer and in total (SPEC 5.1).
 
 Counts come from each layer's configuration and the shapes it sees in one forward pass of an
-example input; nothing is kept in a table. ``count_model(net, (1, 3, 32, 32))`` counts one
+example input, run on symbols (shape inference: nothing is computed or allocated, the net need
+not be initialized); nothing is kept in a table. ``count_model(net, (1, 3, 32, 32))`` counts one
 image; a sequence model counted on one token (T = 1, N = 1) gives the cost per time step.
 Numbers are for the whole forward pass of the given input: a batch of N counts N times as much.
 
-Conventions (the paper's, SPEC 5.1 and the paragraph after it):
+Conventions of the default, 'exact' count (SPEC 5.1 and the paragraph after it):
 
 * Full-precision convolution / fully connected / LSTM matrix: one multiplication and one
   addition per weight use (multiply-accumulates). A bias costs nothing extra: an output summing
@@ -47,48 +48,42 @@ value, 2 per ternary value.
 The paper reports the final fully connected layer separately: the last dense layer of the
 forward pass (if only batch norms follow it) is marked ``fc_head``, and the result also holds
 ``total_excluding_fc_head``.
+
+Two conventions (``convention=``, ``--convention``; layers/cost.py): 'exact' (the default, all of
+the above: what this implementation computes and stores) and 'paper', the rule that reproduces
+the StrassenNets poster's Table 1 to 0.01 points: fractional block positions (H·W/p²), in the
+size only the W_b taps a block's receptive field has, no SPN bias bits. Table 1's network is
+``st_resnet18`` with ``layout='paper'`` and an SPN classifier with r = 1000 (``out_nbr_mul``);
+:func:`poster_counts` builds and counts it (docs/counting.md).
 """
 import argparse
 import ast
 import json
+import re
 import sys
 import warnings
-from math import ceil, prod
 
 import mxnet as mx
-from mxnet import autograd, nd
-from mxnet.gluon import nn
+from mxnet import nd
+from mxnet.gluon import HybridBlock, nn
 
+from . import cli
 from .config import Phase
-from .gluon_compat import (CONV_TYPE, RNN_TYPE, children, conv_options, imperative, own_params,
-                           rnn_options)
+from .errors import UsageError
+from .gluon_compat import CONV_TYPE, RNN_TYPE, children, conv_options, own_params, rnn_options
 from .layers import SPNBlock
-from .layers.cost import FP_BITS, GATES, TERNARY_BITS, params_bits, recurrent_rows, size as _size
+from .layers.cost import (CONVENTIONS, FP_BITS, GATES, check_convention, params_bits,
+                          recurrent_rows, size as _size)
 from .models import get_model, list_models
-
-DEFAULT_INPUT_SHAPE = (1, 3, 32, 32)
-IMAGENET_INPUT_SHAPE = (1, 3, 224, 224)
+from .models.registry import model_stages
+from .train.build import build_model
 
 _LEAF_TYPES = (SPNBlock, nn.BatchNorm, CONV_TYPE, nn.Dense, RNN_TYPE, nn.Embedding)
-
-
-def _shape(value):
-    """Shape of the first array in a (possibly nested) output."""
-    while isinstance(value, (list, tuple)):
-        value = value[0]
-    return tuple(value.shape)
 
 
 # ------------------------------------------------------------------------- per-layer formulas
 # Each counter gets the block, the shapes of one call and the phase to count SPN layers in, and
 # returns a list of rows (dicts): ops of that call, size of the layer.
-
-def count_spn(block, in_shapes, out_shape, phase):
-    """An SPN layer reports its own cost (SPNBlock.cost)."""
-    if not hasattr(block, 'cost'):
-        raise TypeError('no counter for the SPN layer %s (%s)' % (block.name, type(block).__name__))
-    return block.cost(in_shapes, out_shape, phase)
-
 
 def count_rnn_layer(block, in_shapes, out_shape, phase):
     o = rnn_options(block)
@@ -140,19 +135,21 @@ def count_embedding(block, in_shapes, out_shape, phase):
              'bits': params_bits([block.weight])}]
 
 
-_COUNTERS = ((SPNBlock, count_spn),
-             (nn.BatchNorm, count_batchnorm), (CONV_TYPE, count_conv),
+_COUNTERS = ((nn.BatchNorm, count_batchnorm), (CONV_TYPE, count_conv),
              (nn.Dense, count_dense), (RNN_TYPE, count_rnn_layer),
              (nn.Embedding, count_embedding))
 
 
-def count_layer(block, in_shapes, out_shape, phase=None):
+def count_layer(block, in_shapes, out_shape, phase=None, convention='exact'):
     """Rows (dicts with type, spn, mults, adds, bits, ...) for one call of a leaf layer.
 
-    `phase` overrides an SPN layer's own phase for the count (the layer is not changed).
+    `phase` overrides an SPN layer's own phase for the count (the layer is not changed);
+    `convention` is 'exact' or 'paper' (layers/cost.py; the same for layers that are not SPNs).
     """
+    check_convention(convention)
     if isinstance(block, SPNBlock):
-        phase = Phase.parse(phase) if phase is not None else block.phase
+        # An SPN layer reports its own cost.
+        return block.cost(in_shapes, out_shape, phase, convention)
     for cls, counter in _COUNTERS:
         if isinstance(block, cls):
             return counter(block, in_shapes, out_shape, phase)
@@ -178,49 +175,93 @@ def _leaves(net):
     return leaves, unknown
 
 
-def _context(net):
-    """The context of the net's parameters; a clear error if any is not initialized."""
-    contexts = []
-    for param in net.collect_params().values():
-        try:
-            contexts.append(param.list_ctx()[0])
-        except RuntimeError:
-            raise RuntimeError('count_model needs an initialized net (parameter %s is not); call '
-                               'net.initialize() first' % param.name) from None
-    return contexts[0] if contexts else mx.cpu()
+def _run_with_hooks(net, input_shapes, blocks):
+    """One forward pass of `net` on symbols for inputs of `input_shapes`: the hooks read each
+    call's shapes by shape inference; nothing is allocated or computed (a large SPN net, e.g.
+    r = 6·c_out at p = 2, would take 1.7 GB and seconds). Returns [(block, in_shapes,
+    out_shape)]."""
+    plain = [type(b).__name__ for b in _blocks(net) if not isinstance(b, HybridBlock)]
+    if plain:
+        raise TypeError('count_model counts HybridBlocks (shapes by symbolic inference); %s '
+                        'is not one' % plain[0])
+    names = ['count_input%d' % i for i in range(len(input_shapes))]
+    known = dict(zip(names, input_shapes))
 
+    def shape(value, required=True):
+        """Shape of the first output of a (possibly nested) symbolic value."""
+        value = next(_symbols(value), None)
+        if value is None:
+            return None
+        # Partial: a state that a layer makes itself (Gluon's RNN called without states) has
+        # no known batch size; the counters read only the first input and the output.
+        found = tuple(value.infer_shape_partial(**{k: v for k, v in known.items()
+                                                   if k in value.list_arguments()})[1][0])
+        if found and 0 not in found:
+            return found
+        if required:
+            raise ValueError('count_model cannot infer the shape of %s from inputs %s'
+                             % (value.name, list(known.values())))
+        return None
 
-def _run_with_hooks(net, inputs, blocks):
-    """One imperative forward pass in inference mode; returns [(block, in_shapes, out_shape)]."""
     calls, handles = [], []
 
     def hook(block, args, output):
-        calls.append((block, [_shape(a) if a is not None else None for a in args],
-                      _shape(output)))
+        calls.append((block, [shape(a, required=i == 0) for i, a in enumerate(args)],
+                      shape(output)))
     try:
         for block in blocks:
             handles.append(block.register_forward_hook(hook))
-        # Hooks only fire on imperative calls.
-        with imperative(net), autograd.pause(train_mode=False):
-            net(*inputs)
+        output = net(*[mx.sym.var(name) for name in names])
     finally:
         for handle in handles:
             handle.detach()
+    _fill_deferred_shapes(net, output, known)
     return calls
+
+
+def _fill_deferred_shapes(net, output, known):
+    """Give parameters whose shape waits for the first forward pass (deferred initialisation,
+    e.g. a Conv2D without in_channels) the shape inferred from the inputs, as that pass would."""
+    graph = mx.sym.Group(list(_symbols(output)))
+    args, _, aux = graph.infer_shape_partial(**{k: v for k, v in known.items()
+                                                if k in graph.list_arguments()})
+    inferred = dict(zip(graph.list_arguments() + graph.list_auxiliary_states(), args + aux))
+    for param in net.collect_params().values():
+        shape = tuple(inferred.get(param.name, ()))
+        if shape and 0 not in shape and (param.shape is None or 0 in param.shape):
+            param.shape = shape
+
+
+def _symbols(value):
+    """The symbols of a (possibly nested) output, in order."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _symbols(item)
+    elif value is not None:
+        yield value
+
+
+def _blocks(net):
+    found = []
+    net.apply(found.append)
+    return found
 
 
 def _total(rows):
     return {key: sum(row[key] for row in rows) for key in ('mults', 'adds', 'bits')}
 
 
-def count_model(net, input_shape=None, inputs=None, phase=None):
+def count_model(net, input_shape=None, inputs=None, phase=None, convention='exact'):
     """Count multiplications, additions and bits of `net` for one forward pass.
 
-    Give either `input_shape` (a zero input of that shape is used; (1, 3, H, W) for one image)
-    or `inputs`, an NDArray or a tuple of NDArrays passed as ``net(*inputs)``. `phase` counts
-    every SPN layer as if in that phase (e.g. Phase.TERNARY, the trained model; Phase.DENSE, the
-    dense equivalent); None counts each in its current phase. The net must be initialized; it is
-    left as it was (phases, hybridization and cached graphs, BN statistics, no hooks).
+    Give either `input_shape` ((1, 3, H, W) for one image) or `inputs`, an NDArray or a tuple of
+    NDArrays that ``net(*inputs)`` would take (only their shapes are read). `phase` counts every
+    SPN layer as if in that phase (e.g. Phase.TERNARY, the trained model; Phase.DENSE, the dense
+    equivalent); None counts each in its current phase. `convention`: 'exact' or 'paper' (the
+    module docstring). Only shapes are inferred: the net need not be initialized, nothing is
+    computed, and the net is left as it was (phases, hybridization and cached graphs, BN
+    statistics, no hooks), except that parameters waiting for their shape (deferred
+    initialisation) get it, as a first forward pass would give it.
 
     Returns {'layers': [{'name', 'type', 'spn', 'mults', 'adds', 'bits', 'calls', ...}, ...],
     'total': {'mults', 'adds', 'bits'}, 'total_excluding_fc_head': {...}, 'input_shapes': [...]}
@@ -229,15 +270,16 @@ def count_model(net, input_shape=None, inputs=None, phase=None):
     """
     if (input_shape is None) == (inputs is None):
         raise ValueError('give exactly one of input_shape and inputs')
+    check_convention(convention)
     if phase is not None:
         phase = Phase.parse(phase)
-    ctx = _context(net)
     if inputs is None:
-        inputs = (nd.zeros(tuple(input_shape), ctx=ctx),)
-    elif isinstance(inputs, nd.NDArray):
-        inputs = (inputs,)
+        input_shapes = [tuple(input_shape)]
+    else:
+        input_shapes = [tuple(x.shape) for x in
+                        ((inputs,) if isinstance(inputs, nd.NDArray) else inputs)]
     leaves, unknown = _leaves(net)
-    calls = _run_with_hooks(net, inputs, leaves + unknown)
+    calls = _run_with_hooks(net, input_shapes, leaves + unknown)
 
     rows = {}  # (block name, suffix) -> row, in first-call order
     for block, in_shapes, out_shape in calls:
@@ -247,7 +289,7 @@ def count_model(net, input_shape=None, inputs=None, phase=None):
             warnings.warn('count_model: no counter for %s (%s); only its size is counted'
                           % (block.name, type(block).__name__))
         else:
-            new = count_layer(block, in_shapes, out_shape, phase)
+            new = count_layer(block, in_shapes, out_shape, phase, convention)
         for row in new:
             name = block.name + row.pop('suffix', '')
             if name in rows:
@@ -261,7 +303,7 @@ def count_model(net, input_shape=None, inputs=None, phase=None):
     _mark_fc_head(layers)
     return {'layers': layers, 'total': _total(layers),
             'total_excluding_fc_head': _total([r for r in layers if not r.get('fc_head')]),
-            'input_shapes': [list(x.shape) for x in inputs if hasattr(x, 'shape')]}
+            'input_shapes': [list(shape) for shape in input_shapes]}
 
 
 def _mark_fc_head(layers):
@@ -280,6 +322,49 @@ def reduction(dense_total, total):
             for key in ('mults', 'adds', 'bits')}
 
 
+def reduction_pct(dense_total, total):
+    """The paper's form: % fewer mults / adds / bits than `dense_total` (negative = more)."""
+    return {key: 100.0 * (1.0 - total[key] / dense_total[key]) for key in ('mults', 'adds', 'bits')}
+
+
+def against_dense(net, inputs, phase=Phase.TERNARY, convention='exact'):
+    """count_model of `net` in `phase`, and, when it has SPN layers, of the dense network it
+    computes in phase DENSE: the result plus 'dense_total', 'reduction' (factors) and
+    'reduction_pct' (the paper's % reduction)."""
+    result = count_model(net, inputs=inputs, phase=phase, convention=convention)
+    if any(row['spn'] for row in result['layers']):
+        dense = count_model(net, inputs=inputs, phase=Phase.DENSE, convention=convention)['total']
+        result.update(dense_total=dense, reduction=reduction(dense, result['total']),
+                      reduction_pct=reduction_pct(dense, result['total']))
+    return result
+
+
+# ------------------------------------------------------------------------- the poster's counts
+
+POSTER_CLASSIFIER_R = 1000
+
+
+def poster_classifier_r(nbr_mul, source='table'):
+    """r of the classifier SPN that the poster's counts include (0: a full-precision classifier).
+
+    'table' (v1 poster, Table 1): an SPN with r = 1000 at every budget. 'figure' (ICML poster,
+    Fig. 2): the same for r < 2·c_out, full precision for r >= 2·c_out (the figure's
+    multiplications and sizes fit this to 0.03%, and no other choice; docs/counting.md).
+    """
+    if source not in ('table', 'figure'):
+        raise ValueError("source must be 'table' or 'figure', not %r" % (source,))
+    return 0 if source == 'figure' and nbr_mul >= 2 else POSTER_CLASSIFIER_R
+
+
+def poster_counts(nbr_mul, out_patch, groups, source='table'):
+    """Counts of the poster's ST-ResNet-18 with r = nbr_mul·c_out, out_patch p and groups g:
+    ``st_resnet18`` in the paper's layout, its classifier as :func:`poster_classifier_r` says,
+    counted in the 'paper' convention against its dense network (against_dense's result)."""
+    net = get_model('st_resnet18', nbr_mul=nbr_mul, out_patch=out_patch, groups=groups,
+                    layout='paper', out_nbr_mul=poster_classifier_r(nbr_mul, source))
+    return against_dense(net, example_inputs(net), convention='paper')
+
+
 # ------------------------------------------------------------------------- command line
 
 def human(n):
@@ -290,16 +375,20 @@ def human(n):
     return '%d' % n
 
 
+def _amount(n):
+    """12345 -> '12,345'; a fractional count (paper convention) keeps two decimals."""
+    return '{:,}'.format(n) if n == int(n) else '{:,.2f}'.format(n)
+
+
 def format_table(result, title=None):
     """The per-layer table and totals of count_model's result as plain text."""
     header = ('name', 'type', 'spn', 'mults', 'adds', 'bits')
     lines = [[r['name'] + (' (fc head)' if r.get('fc_head') else ''), r['type'],
-              'yes' if r['spn'] else '', '{:,}'.format(r['mults']), '{:,}'.format(r['adds']),
-              '{:,}'.format(r['bits'])] for r in result['layers']]
+              'yes' if r['spn'] else '', _amount(r['mults']), _amount(r['adds']),
+              _amount(r['bits'])] for r in result['layers']]
     for label, key in (('total', 'total'), ('total excl. fc head', 'total_excluding_fc_head')):
         t = result[key]
-        lines.append([label, '', '', '{:,}'.format(t['mults']), '{:,}'.format(t['adds']),
-                      '{:,}'.format(t['bits'])])
+        lines.append([label, '', '', _amount(t['mults']), _amount(t['adds']), _amount(t['bits'])])
     widths = [max(len(x) for x in column) for column in zip(header, *lines)]
     right = (False, False, False, True, True, True)
 
@@ -315,36 +404,68 @@ def format_table(result, title=None):
     return '\n'.join(([title] if title else []) + body)
 
 
-def _number_or_list(text, convert):
-    """'2' -> 2.0, '1,1,2,2' -> [1.0, 1.0, 2.0, 2.0] (per-stage values)."""
-    values = [convert(v) for v in text.split(',')]
-    return values[0] if len(values) == 1 else values
+def format_reduction(result):
+    """One line: the dense equivalent and the reduction, as factors and as the paper's %."""
+    dense, factors, pct = result['dense_total'], result['reduction'], result['reduction_pct']
+    return ('dense equivalent: %s mults, %s adds, %s bits; reduction x%.1f mults, x%.2f adds, '
+            'x%.1f size = %.2f%% mults, %.2f%% adds, %.2f%% size'
+            % (human(dense['mults']), human(dense['adds']), human(dense['bits']),
+               factors['mults'], factors['adds'], factors['bits'],
+               pct['mults'], pct['adds'], pct['bits']))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m strassen_gluon.count',
+    parser = cli.Parser(
+        prog='python -m strassen_gluon.count', formatter_class=cli.HelpFormatter,
         description='Multiplications, additions and model size (bits) per layer of a model, '
-                    'with the conventions of the StrassenNets paper.')
+                    'with the conventions of the StrassenNets paper (docs/counting.md).',
+        epilog="The poster's Table 1 cell r = 2 c_out, p = 2, g = 1: --model st_resnet18 "
+               "--nbr_mul 2 --out_patch 2 --set layout=paper --set out_nbr_mul=1000 "
+               "--convention paper")
     parser.add_argument('--model', required=True, choices=list_models(), metavar='NAME',
                         help='registered model: %s' % ', '.join(list_models()))
-    parser.add_argument('--nbr_mul', type=lambda s: _number_or_list(s, float),
-                        help='r relative to each layer\'s outputs (one value or a comma list, '
-                             'one per stage)')
-    parser.add_argument('--out_patch', type=lambda s: _number_or_list(s, int),
-                        help='output patch p of the SPN convolutions (one value or a list)')
+    parser.add_argument('--nbr_mul', help="r relative to each layer's outputs (one value or a "
+                                          'comma list, one per stage)')
+    parser.add_argument('--out_patch', help='output patch p of the SPN convolutions (one value '
+                                            'or a comma list, one per stage)')
     parser.add_argument('--groups', type=int, help='groups g of W_b')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help='any other keyword of the model constructor (repeatable; VALUE is '
                              'a Python literal), e.g. --set word_vocab_size=10000')
-    parser.add_argument('--input_size', type=int,
-                        help='image side S: count a (1, 3, S, S) input (default: the model\'s '
-                             'own example input, else 32)')
-    parser.add_argument('--phase', default='ternary',
-                        help='phase to count SPN layers in (default ternary, the trained model; '
-                             'dense gives the equivalent dense network)')
+    parser.add_argument('--input_size', type=cli.at_least(1),
+                        help="image side S: count a (1, 3, S, S) input (default: the model's "
+                             'own example input)')
+    parser.add_argument('--phase', default='ternary', type=_phase,
+                        help='phase to count SPN layers in (ternary: the trained model; dense: '
+                             'the equivalent dense network)')
+    parser.add_argument('--convention', default='exact', choices=CONVENTIONS,
+                        help="exact: what this implementation computes and stores; paper: the "
+                             "StrassenNets poster's rule (fractional p x p blocks, only the W_b "
+                             'taps a block reads in the size, no SPN bias bits)')
     parser.add_argument('--json', action='store_true', help='print one JSON object')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Per-stage lists have as many values as the model has stages (models.registry).
+    stages = model_stages(args.model)
+    for name, kind in (('nbr_mul', float), ('out_patch', int)):
+        text = getattr(args, name)
+        if text is None:
+            continue
+        try:
+            setattr(args, name, cli.per_stage(kind, stages or 1)(text))
+        except argparse.ArgumentTypeError as err:
+            parser.error('argument --%s: %s' % (name, err))
+    try:
+        args.set = parse_settings(args.set)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def _phase(text):
+    try:
+        return Phase.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_settings(pairs):
@@ -361,22 +482,27 @@ def parse_settings(pairs):
     return settings
 
 
-def build_model(name, **options):
-    """get_model(name, **options) with only the options given; a clear error if not accepted."""
-    options = {k: v for k, v in options.items() if v is not None}
+def model_from_options(name, options):
+    """The registry model `name` built with `options`; a UsageError naming what is wrong (a
+    constructor keyword the model needs is given with --set)."""
     try:
-        return get_model(name, **options)
-    except TypeError as err:  # an option the constructor does not take, or a missing one
-        raise ValueError('model %r cannot be built with %s: %s'
-                         % (name, ', '.join('%s=%r' % kv for kv in options.items())
-                            or 'no options', err)) from None
+        return build_model(name, options)
+    except TypeError as err:  # a required keyword of the constructor is missing
+        needed = re.findall(r"'(\w+)'", str(err).partition('argument')[2])
+        if 'missing' not in str(err) or not needed:
+            raise UsageError('model %s cannot be built with %s: %s' % (
+                name, ', '.join('%s=%r' % kv for kv in options.items()) or 'no options',
+                err)) from None
+        raise UsageError('model %s needs %s: give %s with --set KEY=VALUE, e.g. %s' % (
+            name, ', '.join(needed), 'it' if len(needed) == 1 else 'each',
+            ' '.join('--set %s=...' % key for key in needed))) from None
 
 
 def example_inputs(net, input_size=None, ctx=None):
     """The example input counted for `net`: the model's own ``example_inputs(ctx)`` (a tuple of
     NDArrays, e.g. one token and the states of a language model) if it has one, else a zero
-    image of ``net.default_input_shape``, else (1, 3, 224, 224) for a net with ``classes == 1000``
-    and (1, 3, 32, 32) otherwise, resized to `input_size` if given."""
+    array of ``net.default_input_shape`` (set by the model registry: one image), resized to
+    `input_size` x `input_size` if given; a ValueError if neither says what the input is."""
     own = getattr(net, 'example_inputs', None)
     if callable(own):
         if input_size is not None:
@@ -385,9 +511,10 @@ def example_inputs(net, input_size=None, ctx=None):
         return tuple(own(ctx=ctx))
     shape = getattr(net, 'default_input_shape', None)
     if shape is None:
-        # Until a model states its input: a 1000-class classifier is an ImageNet model.
-        shape = IMAGENET_INPUT_SHAPE if getattr(net, 'classes', None) == 1000 \
-            else DEFAULT_INPUT_SHAPE
+        if input_size is None:
+            raise ValueError('%s states no example input (models.register(input_shape=...)); '
+                             'give an image size' % net.name)
+        shape = (1, 3, input_size, input_size)
     shape = tuple(shape)
     if input_size is not None:
         if len(shape) != 4:
@@ -396,38 +523,33 @@ def example_inputs(net, input_size=None, ctx=None):
     return (nd.zeros(shape, ctx=ctx),)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def count_command(args, say=print):
+    """Build, count and print (the table, or one JSON object with --json)."""
+    options = {k: v for k, v in dict(nbr_mul=args.nbr_mul, out_patch=args.out_patch,
+                                     groups=args.groups, **args.set).items() if v is not None}
+    net = model_from_options(args.model, options)
     try:
-        options = dict(nbr_mul=args.nbr_mul, out_patch=args.out_patch, groups=args.groups)
-        options.update(parse_settings(args.set))
-        net = build_model(args.model, **options)
-        net.initialize()
         inputs = example_inputs(net, args.input_size)
-        phase = Phase.parse(args.phase)
-        result = count_model(net, inputs=inputs, phase=phase)
+        result = against_dense(net, inputs, args.phase, args.convention)
     except (ValueError, mx.base.MXNetError) as err:
-        sys.exit('error: %s' % str(err).strip().splitlines()[0])
-    has_spn = any(row['spn'] for row in result['layers'])
-    dense = count_model(net, inputs=inputs, phase=Phase.DENSE)['total'] if has_spn else None
-    options = {k: v for k, v in options.items() if v is not None}
+        raise UsageError(str(err).strip().splitlines()[0]) from None
     if args.json:
-        out = dict(model=args.model, options=options, phase=phase.name.lower(), **result)
-        if dense:
-            out['dense_total'] = dense
-            out['reduction'] = reduction(dense, result['total'])
-        print(json.dumps(out, indent=1))
+        say(json.dumps(dict(model=args.model, options=options, phase=args.phase.name.lower(),
+                            convention=args.convention, **result), indent=1))
         return
     settings = ', '.join('%s=%s' % kv for kv in options.items())
-    print(format_table(result, title='%s%s; input %s; SPN layers counted in phase %s' % (
+    say(format_table(result, title='%s%s; input %s; SPN layers counted in phase %s, %s '
+                                   'convention' % (
         args.model, ' (%s)' % settings if settings else '',
-        ' '.join('x'.join(map(str, s)) for s in result['input_shapes']), phase.name.lower())))
-    if dense:
-        factors = reduction(dense, result['total'])
-        print('dense equivalent: %s mults, %s adds, %s bits; reduction x%.1f mults, x%.2f adds, '
-              'x%.1f size' % (human(dense['mults']), human(dense['adds']), human(dense['bits']),
-                              factors['mults'], factors['adds'], factors['bits']))
+        ' '.join('x'.join(map(str, s)) for s in result['input_shapes']),
+        args.phase.name.lower(), args.convention)))
+    if 'dense_total' in result:
+        say(format_reduction(result))
+
+
+def main(argv=None):
+    return cli.run_command(count_command, parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -6,6 +6,7 @@ exception                 exit  meaning
 ========================  ====  ===============================================================
 DataError                 1     data missing or unusable (a file is named in the message)
 RunFolderError            1     a run folder cannot be resumed (a file is named in the message)
+OutputError               1     an output path cannot be written (checked before the work starts)
 PhaseError                1     a network's SPN layers are in a phase the operation refuses
 UsageError                2     bad options or configuration
 Diverged                  3     the loss or a parameter became NaN or infinite
@@ -27,6 +28,11 @@ class DataError(StrassenError):
 
 class RunFolderError(StrassenError):
     """A run folder holds no checkpoint that verifies, or was made by another command."""
+    exit_status = 1
+
+
+class OutputError(StrassenError):
+    """An output file or folder cannot be written; raised before any work is done."""
     exit_status = 1
 
 

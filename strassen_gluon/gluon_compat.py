@@ -6,11 +6,18 @@ hybridized block imperatively without losing its cached graph, or to replace a T
 gradient reduction. The library needs each of these; they are written here against MXNet
 ``WRITTEN_FOR`` and nowhere else, so a new MXNet release means reading this one file.
 Importing the module with another MXNet version warns once.
+
+The process-level settings for bfloat16 on oneDNN's AMX kernels (the ISA cap and Linux's
+permission to use AMX tiles) are made here too, in :func:`enable_amx`.
 """
+import ctypes
+import os
+import types
 import warnings
 from contextlib import contextmanager
 
 import mxnet as mx
+import numpy as np
 from mxnet import gluon
 from mxnet.gluon import HybridBlock, nn, rnn
 
@@ -169,3 +176,132 @@ def is_hybridized(block):
 
 def forward_hooks(block):
     return list(block._forward_hooks.values())
+
+
+def support_dmlc_tracker():
+    """Let MXNet's launcher run on Python >= 3.9: its tracker (the ``dmlc_tracker`` package of
+    the mxnet wheel) calls ``Thread.isAlive``, which Python 3.9 removed; restore it as an alias
+    of ``is_alive`` (process-wide, hence here)."""
+    import threading
+    if not hasattr(threading.Thread, 'isAlive'):
+        threading.Thread.isAlive = threading.Thread.is_alive
+
+
+def optimizer_states(trainer):
+    """The optimizer state arrays (e.g. momenta) of a single-device Trainer, flattened."""
+    found = []
+
+    def flatten(state):
+        if isinstance(state, (list, tuple)):
+            for item in state:
+                flatten(item)
+        elif state is not None:
+            found.append(state)
+    for state in trainer._updaters[0].states.values():
+        flatten(state)
+    return found
+
+
+def hybrid_forward_override(block):
+    """The function installed on `block` by :func:`override_hybrid_forward`, or None."""
+    return vars(block).get('hybrid_forward')
+
+
+def override_hybrid_forward(block, wrapper):
+    """Make `block` compute ``wrapper(original, F, *inputs, **params)`` where it computed
+    ``original(F, *inputs, **params)``, its class's hybrid_forward. Gluon's HybridBlock calls
+    ``self.hybrid_forward`` both imperatively and when it builds the graph, so an attribute of
+    the instance shadows the method for this block alone; :func:`restore_hybrid_forward`
+    removes it. Drops the block's cached graph."""
+    original = types.MethodType(type(block).hybrid_forward, block)
+    block.hybrid_forward = lambda F, *args, **params: wrapper(original, F, *args, **params)
+    clear_cached_graph(block)
+
+
+def restore_hybrid_forward(block):
+    """Undo :func:`override_hybrid_forward` (nothing when there was none)."""
+    vars(block).pop('hybrid_forward', None)
+    clear_cached_graph(block)
+
+
+# ---------------------------------------------------------------------------------------------
+# bfloat16 and AMX
+
+# MXNet 1.9 has no numpy bfloat16; it names the type by this structured dtype (mxnet.ndarray's
+# _DTYPE_NP_TO_MX), which amp_cast and Symbol.infer_type accept and report.
+BFLOAT16 = np.dtype([('bfloat16', np.uint16)])
+
+
+def to_dtype(F, x, dtype):
+    """`x` cast to 'float32' or 'bfloat16' inside a graph (amp_cast: a oneDNN reorder, and an
+    in-place no-op when `x` already has that type); its gradient is cast back."""
+    return F.amp_cast(x, dtype=BFLOAT16 if dtype == 'bfloat16' else dtype)
+
+
+def is_bfloat16(array):
+    return array.dtype == BFLOAT16
+
+
+def cpu_features(cpuinfo='/proc/cpuinfo'):
+    """(vendor, set of flags) of the first processor in `cpuinfo`; ('', set()) if unreadable."""
+    vendor, flags = '', set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                key = key.strip()
+                if key == 'vendor_id' and not vendor:
+                    vendor = value.strip()
+                elif key == 'flags':
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return vendor, flags
+
+
+# Linux x86-64: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) lets the process use AMX
+# tiles (kernel >= 5.16); without it the first tile instruction kills the process. oneDNN 2.4.4
+# (MXNet 1.9.1) does not ask by itself, newer releases do.
+SYS_ARCH_PRCTL = 158
+ARCH_REQ_XCOMP_PERM = 0x1023
+XFEATURE_XTILEDATA = 18
+AMX_ISA = 'AVX512_CORE_AMX'
+_AMX = {}  # the outcome of the first enable_amx() of this process
+
+
+def _request_tile_permission():
+    """0 when Linux grants AMX tiles to this process, else the errno."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0:
+        return 0
+    return ctypes.get_errno() or -1
+
+
+def enable_amx(cpuinfo='/proc/cpuinfo'):
+    """Let oneDNN use the AMX bfloat16 kernels in this process: (True, how) or (False, why not).
+
+    oneDNN reads DNNL_MAX_CPU_ISA at its first primitive (not at ``import mxnet``) and caps at
+    AVX-512 BF16 by default; so call this before the first computation of the process (an
+    NDArray operation, a parameter initialisation, a forward pass). Done once per process: later
+    calls return the first outcome. A DNNL_MAX_CPU_ISA set by the user is left as it is.
+    Nothing is changed where the CPU has no AMX or the kernel refuses the tiles.
+    """
+    if _AMX:
+        return _AMX['ok'], _AMX['reason']
+    _, flags = cpu_features(cpuinfo)
+    if not {'amx_tile', 'amx_bf16'} <= flags:
+        ok, reason = False, 'the CPU has no AMX (no amx_tile/amx_bf16 in %s)' % cpuinfo
+    else:
+        errno = _request_tile_permission()
+        if errno:
+            ok, reason = False, ('Linux refused the AMX tiles (arch_prctl: %s); this needs a '
+                                 'kernel >= 5.16' % (os.strerror(errno) if errno > 0 else 'failed'))
+        else:
+            isa = os.environ.setdefault('DNNL_MAX_CPU_ISA', AMX_ISA)
+            ok = isa.upper() in (AMX_ISA, 'ALL')
+            reason = ('AMX tiles granted, DNNL_MAX_CPU_ISA=%s' % isa if ok else
+                      'AMX tiles granted, but DNNL_MAX_CPU_ISA=%s (set by the user) keeps oneDNN '
+                      'off AMX' % isa)
+    _AMX.update(ok=ok, reason=reason)
+    return ok, reason

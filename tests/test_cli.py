@@ -1,5 +1,6 @@
 """The one command-line convention (strassen_gluon.cli) and the registry's initialisers."""
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ import pytest
 
 from langmod import train as lm_command
 from strassen_gluon import cifar10, cli, imagenet
+from strassen_gluon.config import check_options, option, option_fields
 from strassen_gluon.errors import (EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE,
                                    DataError, Diverged, Interrupted, RunFolderError,
                                    UsageError)
 from strassen_gluon.models import get_model
+from strassen_gluon.train import driver
 
 NO_GPU = mx.context.num_gpus() == 0
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,15 +63,42 @@ def test_per_stage_lists_are_checked_when_parsed():
     assert imagenet.parse_args(['--out_patch', '1,2,1,2,1'])[0].out_patch == [1, 2, 1, 2, 1]
 
 
+@dataclasses.dataclass
+class _Toy:
+    a: int = option(1, 'an integer', low=0)
+    b: bool = option(False, 'a switch')
+    c: str = option('x', 'a word', choices=('x', 'y', 'preset'))
+    d: bool = option(True, 'on unless --no_d')
+
+
 def test_explicit_options_include_values_equal_to_the_default():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--a', type=int, default=1)
-    parser.add_argument('--b', action='store_true')
-    parser.add_argument('--c', default='x')
-    args, explicit = cli.parse_config(parser, ['--a', '1', '--b'])
-    assert (args.a, args.b, args.c) == (1, True, 'x') and explicit == {'a', 'b'}
-    args, explicit = cli.parse_config(parser, [], defaults={'c': 'preset'})
-    assert args.c == 'preset' and explicit == set()
+    parser = cli.build_parser(_Toy, 'toy', 'a toy command')
+    config, explicit = cli.parse(parser, _Toy, ['--a', '1', '--b', '--no_d'])
+    assert (config.a, config.b, config.c, config.d) == (1, True, 'x', False)
+    assert explicit == {'a', 'b', 'd'}
+    # A preset fills only what the user did not write.
+    config, explicit = cli.parse(parser, _Toy, ['--a', '3'])
+    driver.apply_presets(config, {'a': 5, 'c': 'preset'}, explicit)
+    assert (config.a, config.c) == (3, 'preset')
+
+
+def test_ranges_are_checked_for_python_callers_too():
+    check_options(_Toy(a=0))
+    for bad, message in ((_Toy(a=-1), '--a -1: must be >= 0'),
+                         (_Toy(c='z'), '--c z: choose one of x, y, preset')):
+        with pytest.raises(UsageError, match=message):
+            check_options(bad)
+
+
+@pytest.mark.parametrize('command', [cifar10, imagenet, lm_command])
+def test_parsers_are_derived_from_the_configuration(command):
+    """Every configuration field is an option with the field's default: one source."""
+    config_type = {cifar10: cifar10.CifarConfig, imagenet: imagenet.ImageNetConfig,
+                   lm_command: lm_command.LMConfig}[command]
+    config, explicit = command.parse_args([])
+    assert explicit == set() and config == config_type()
+    dests = {a.dest for a in command.build_parser()._actions}
+    assert {f.name for f in option_fields(config_type)} <= dests
 
 
 def test_library_errors_become_exit_statuses(capsys):

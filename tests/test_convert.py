@@ -189,6 +189,45 @@ def test_per_layer_options_dict_and_function():
         strassenize(get_model('resnet20'), out_patch={'output': 2})
 
 
+@pytest.mark.parametrize('name, size', [('squeezenet1.1', 224), ('mobilenetv2_1.0', 64)])
+def test_classifier_that_is_a_1x1_convolution_stays_dense(name, size):
+    net, x = gluoncv_net(name, size, batch=2)
+    dense_out = outputs(net, x)
+    convs = [b for _, b in _blocks(net) if isinstance(b, nn.Conv2D)]
+    classifier = [b for b in convs if b.weight.shape[0] == 1000 and b.weight.shape[2:] == (1, 1)]
+    assert len(classifier) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ConversionWarning)
+        strassenize(net, calibration=x)
+    remaining = [b for _, b in _blocks(net) if type(b) is nn.Conv2D]
+    assert remaining == classifier                     # the logits' layer, and only it
+    assert len(spn_layers(net)) == len(convs) - 1
+    assert rel(outputs(net, x), dense_out) < 1e-5
+
+
+def test_dense_layers_with_a_fused_relu_are_converted_with_it():
+    net, x = gluoncv_net('vgg11_bn', 32, batch=2)     # 32 x 32: the 4096-unit layers take 512
+    dense_out = outputs(net, x)
+    activated = [path for path, block in _named_dense(net) if block.act is not None]
+    assert len(activated) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ConversionWarning)
+        strassenize(net, calibration=x)
+    for path in activated:
+        converted = net.features[int(path.split('.')[1])]
+        assert isinstance(converted[0], SPNDense) and converted[0].units == 4096
+        assert isinstance(converted[1], nn.Activation)
+    assert type(net.output) is nn.Dense
+    assert rel(outputs(net, x), dense_out) < 1e-5
+    set_phase(net, Phase.DENSE)
+    assert rel(outputs(net, x), dense_out) < 1e-6
+
+
+def _named_dense(net):
+    from strassen_gluon.convert.walk import named_blocks
+    return [(path, block) for path, _, _, block in named_blocks(net) if type(block) is nn.Dense]
+
+
 def test_keep_dense_default_keeps_last_dense_and_none_converts_it():
     net = get_model('vgg7')
     strassenize(net)                                   # uninitialised: layers built, no data
@@ -227,11 +266,16 @@ def test_unconvertible_layers_are_named_in_one_warning_and_left_dense():
     ours = [w for w in caught if issubclass(w.category, ConversionWarning)]
     assert len(ours) == 1
     message = str(ours[0].message)
-    for name in ('dilated', 'act_conv', 'conv1d', 'lstm', 'fc'):
+    for name in ('dilated', 'conv1d', 'lstm'):
         assert name in message
-    assert 'plain' not in message and 'out' not in message.split(':', 1)[1].replace('output', '')
-    assert type(net.dilated) is nn.Conv2D and type(net.fc) is nn.Dense
-    assert isinstance(net.plain, SPNConv2D) and type(net.out) is nn.Dense
+    for name in ('plain', 'act_conv', 'fc'):
+        assert name not in message
+    assert 'out' not in message.split(':', 1)[1].replace('output', '')
+    assert type(net.dilated) is nn.Conv2D and type(net.out) is nn.Dense
+    assert isinstance(net.plain, SPNConv2D)
+    # Layers with a fused activation are converted, followed by that activation.
+    assert isinstance(net.act_conv[0], SPNConv2D) and isinstance(net.fc[0], SPNDense)
+    assert isinstance(net.act_conv[1], nn.Activation) and isinstance(net.fc[1], nn.Activation)
     assert rel(outputs(net, x), before) < 1e-5
 
 

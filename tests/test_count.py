@@ -1,5 +1,7 @@
-"""count.py: single layers against formulas derived by hand, whole networks against their known
-multiply-accumulate counts, the net left untouched, and the command line."""
+"""count.py: single layers against formulas derived by hand (both conventions), whole networks
+against their known multiply-accumulate counts, the net left untouched, the example inputs the
+registry states, and the command line (its usage errors exit 2). The poster's own numbers are
+checked in test_published.py."""
 import json
 from math import ceil
 
@@ -10,7 +12,8 @@ from mxnet import gluon, nd
 from mxnet.gluon import nn, rnn
 
 from strassen_gluon import Phase, SPNConv2D, SPNDense, SPNLSTM, set_phase, spn_layers
-from strassen_gluon.count import count_layer, count_model, example_inputs, main
+from strassen_gluon.count import (count_layer, count_model, example_inputs, main,
+                                  poster_classifier_r)
 from strassen_gluon.gluon_compat import cached_graph, forward_hooks, is_hybridized
 from strassen_gluon.export import export_layer
 from strassen_gluon.models import get_model, list_models
@@ -280,9 +283,26 @@ def test_count_leaves_net_unchanged():
     np.testing.assert_array_equal(net(x).asnumpy(), before)
 
 
-def test_uninitialized_net_is_a_clear_error():
-    with pytest.raises(RuntimeError, match='initialize'):
-        count_model(nn.Dense(3, in_units=2), (1, 2))
+def test_counting_needs_no_initialized_net_and_computes_nothing():
+    """Shapes come from symbolic inference: an uninitialized net (deferred shapes included)
+    counts as an initialized one and stays uninitialized; a net too large to run counts."""
+    def build():
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(6, 3, padding=1), nn.BatchNorm(), nn.Dense(4))
+        return net
+    def numbers(result):
+        return result['total'], [(r['type'], r['mults'], r['adds'], r['bits'], r['output_shape'])
+                                 for r in result['layers']]
+    fresh = build()
+    counted = count_model(fresh, (2, 3, 8, 8))
+    assert numbers(counted) == numbers(count_model(_init(build()), (2, 3, 8, 8)))
+    assert counted['total']['mults'] == 2 * (6 * 3 * 9 * 64 + 6 * 64 + 4 * 6 * 64)
+    assert fresh[0].weight.shape == (6, 3, 3, 3)  # the shape a first forward pass gives
+    with pytest.raises(RuntimeError):
+        fresh[0].weight.data()  # ... and nothing was allocated
+    huge = SPNConv2D(4096, 3, padding=1, in_channels=4096, nbr_mul=64, out_patch=2)
+    row = _only(count_model(huge, (1, 4096, 64, 64)), 'conv')  # 2.4e11 weights
+    assert row['mults'] == 64 * 4096 * 32 * 32
 
 
 def test_needs_exactly_one_kind_of_input():
@@ -317,9 +337,42 @@ def test_cli_table(capsys):
 
 
 def test_cli_rejects_option_the_model_does_not_take(capsys):
+    assert main(['--model', 'resnet20', '--out_patch', '2']) == 2
+    err = capsys.readouterr().err
+    assert 'out_patch' in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_names_the_settings_a_model_needs(capsys):
+    """The language model needs its vocabulary sizes: the message says how to give them."""
+    assert main(['--model', 'st_charlm']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'missing' not in err
+    for key in ('char_vocab_size', 'word_vocab_size', 'max_word_l'):
+        assert '--set %s=' % key in err
+
+
+@pytest.mark.parametrize('argv,needle', [
+    (['--model', 'st_resnet18', '--nbr_mul', '1,2,3'], 'one per stage (5)'),
+    (['--model', 'st_resnet20', '--out_patch', '1,2'], 'one per stage (4)'),
+    (['--model', 'st_resnet20', '--nbr_mul', 'x'], '--nbr_mul'),
+    (['--model', 'st_resnet20', '--phase', 'quaternary'], 'unknown phase'),
+    (['--model', 'st_resnet20', '--convention', 'poster'], '--convention'),
+    (['--model', 'st_resnet20', '--input_size', '0'], '--input_size'),
+    (['--model', 'st_resnet20', '--set', 'nbr_mul'], 'KEY=VALUE'),
+])
+def test_cli_bad_options_exit_2_with_one_message(argv, needle, capsys):
     with pytest.raises(SystemExit) as err:
-        main(['--model', 'resnet20', '--out_patch', '2'])
-    assert 'out_patch' in str(err.value)
+        main(argv)
+    assert err.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_cli_per_stage_values_reach_the_model(capsys):
+    main(['--model', 'st_resnet18', '--nbr_mul', '1,0.5,1,2,4', '--input_size', '32', '--json'])
+    out = json.loads(capsys.readouterr().out)
+    assert out['options']['nbr_mul'] == [1.0, 0.5, 1.0, 2.0, 4.0]
+    assert out['input_shapes'] == [[1, 3, 32, 32]]
+    assert {r['r'] for r in out['layers'] if r['type'] == 'conv'} == {64, 32, 128, 512, 2048}
 
 
 LM_SETTINGS = ['--set', 'char_vocab_size=10', '--set', 'word_vocab_size=30', '--set',
@@ -365,3 +418,119 @@ def test_spn_layers_report_their_own_cost():
     assert layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32)) == \
         layer.cost([(1, 8, 32, 32)], (1, 16, 32, 32), layer.phase)
     assert count_layer(layer, [(1, 8, 32, 32)], (1, 16, 32, 32), Phase.TERNARY) == [row]
+
+
+# ------------------------------------------------------------------------ example inputs
+
+def test_registered_models_state_their_example_input():
+    assert get_model('resnet18').default_input_shape == (1, 3, 224, 224)
+    assert get_model('st_resnet18').default_input_shape == (1, 3, 224, 224)
+    for name in ('resnet20', 'st_resnet56', 'st_vgg7', 'vgg7'):
+        assert get_model(name).default_input_shape == (1, 3, 32, 32), name
+    # Not a guess from the number of classes: a 1000-class CIFAR net still sees 32x32 images.
+    (x,) = example_inputs(_init(get_model('resnet20', classes=1000)))
+    assert x.shape == (1, 3, 32, 32)
+    (x,) = example_inputs(_init(get_model('resnet18')), input_size=64)
+    assert x.shape == (1, 3, 64, 64)
+
+
+def test_a_net_without_a_stated_input_needs_a_size():
+    net = _init(nn.HybridSequential())
+    with pytest.raises(ValueError, match='no example input'):
+        example_inputs(net)
+    assert example_inputs(net, input_size=8)[0].shape == (1, 3, 8, 8)
+
+
+# ------------------------------------------------------------------------ the paper convention
+
+@pytest.mark.parametrize('c_in,c_out,k,s,pad,p,g,nbr_mul,n,h,w', CONV_CASES)
+def test_paper_convention_single_conv(c_in, c_out, k, s, pad, p, g, nbr_mul, n, h, w):
+    """Fractional block positions, the same additions per block, and in the size only the W_b
+    taps a block's receptive field has, no bias bits; dense layers count alike."""
+    layer = _init(SPNConv2D(c_out, k, s, pad, in_channels=c_in, use_bias=True,
+                            nbr_mul=nbr_mul, out_patch=p, groups=g, phase=Phase.TERNARY))
+    r = int(nbr_mul * c_out)
+    h_out, w_out = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    row = _only(count_model(layer, (n, c_in, h, w), convention='paper'), 'conv')
+    blocks = n * h_out * w_out / p ** 2
+    k_b = (p - 1) * s + k
+    taps = min(k_b, p * k)
+    assert row['mults'] == pytest.approx(r * blocks)
+    assert row['adds'] == pytest.approx((r * (c_in // g) * k_b ** 2 + c_out * p * p * r) * blocks)
+    assert row['bits'] == 2 * (r * (c_in // g) * taps ** 2 + c_out * p * p * r) + 32 * r
+    exact = _only(count_model(layer, (n, c_in, h, w)), 'conv')
+    assert exact['mults'] == r * n * ceil(h_out / p) * ceil(w_out / p)
+    dense = count_model(layer, (n, c_in, h, w), phase='dense')
+    assert count_model(layer, (n, c_in, h, w), phase='dense', convention='paper') == dense
+
+
+def test_paper_convention_strided_1x1_stores_a_2x2_kernel():
+    """A 1x1 stride-2 convolution at p = 2 has K_b = 3 with holes: 9 weights are computed with
+    (additions), 4 can be nonzero (size in the paper's convention)."""
+    layer = _init(SPNConv2D(8, 1, 2, 0, in_channels=4, use_bias=False, r=8, out_patch=2,
+                            phase=Phase.TERNARY))
+    assert layer.kernel_b == (3, 3)
+    paper = _only(count_model(layer, (1, 4, 14, 14), convention='paper'), 'conv')
+    exact = _only(count_model(layer, (1, 4, 14, 14)), 'conv')
+    wc = 8 * 4 * 8
+    assert paper['bits'] == 2 * (8 * 4 * 4 + wc) + 32 * 8
+    assert exact['bits'] == 2 * (8 * 4 * 9 + wc) + 32 * 8 + 32 * 4 * 8  # + the BN shift via W_c
+    assert paper['mults'] == 8 * 7 * 7 / 4 == 98  # 12.25 blocks of a 7x7 map
+    assert exact['mults'] == 8 * 16
+
+
+def test_paper_convention_spn_dense_and_lstm_drop_bias_bits():
+    dense = _init(SPNDense(5, in_units=7, r=3, phase=Phase.TERNARY))
+    paper = _only(count_model(dense, (2, 7), convention='paper'), 'dense')
+    exact = _only(count_model(dense, (2, 7)), 'dense')
+    assert paper['bits'] == 2 * (3 * 7 + 5 * 3) + 32 * 3 == exact['bits'] - 32 * 5
+    assert (paper['mults'], paper['adds']) == (exact['mults'], exact['adds'])
+    lstm = _init(SPNLSTM(4, num_layers=1, input_size=3, nbr_mul=1.0, phase=Phase.TERNARY))
+    inputs = (nd.zeros((1, 1, 3)),) + tuple(lstm.begin_state(1))
+    rows = {r['type']: r for r in count_model(lstm, inputs=inputs, convention='paper')['layers']}
+    exact_rows = {r['type']: r for r in count_model(lstm, inputs=inputs)['layers']}
+    assert rows['lstm']['bits'] == exact_rows['lstm']['bits'] - 32 * 2 * 4 * 4
+
+
+def test_unknown_convention_is_refused():
+    with pytest.raises(ValueError, match='convention'):
+        count_model(_init(nn.Dense(3, in_units=2)), (1, 2), convention='poster')
+
+
+def test_paper_layout_of_st_resnet18():
+    """The layout the poster's counts imply: shortcuts at their stage's p, only the 3x3
+    convolutions grouped, and an SPN classifier when out_nbr_mul is given."""
+    net = get_model('st_resnet18', nbr_mul=0.5, out_patch=2, groups=4, layout='paper',
+                    out_nbr_mul=1000)
+    spns = spn_layers(net)
+    assert len(spns) == 21 and isinstance(net.output, SPNDense) and net.output.r == 1000
+    for layer in spns[:-1]:
+        assert layer.out_patch == 2
+        assert layer.groups == (4 if layer.kernel == (3, 3) else 1), layer.name
+    default = spn_layers(get_model('st_resnet18', nbr_mul=0.5, out_patch=2, groups=4))
+    assert [(s.out_patch, s.groups) for s in default if s.kernel == (1, 1)] == [(1, 4)] * 3
+    for bad in (dict(layout='poster'), dict(out_nbr_mul=-1), dict(out_nbr_mul=0.5)):
+        with pytest.raises(ValueError):
+            get_model('st_resnet18', **bad)
+
+
+def test_poster_classifier_rule():
+    assert [poster_classifier_r(f) for f in (6, 2, 1, 0.5)] == [1000] * 4
+    assert [poster_classifier_r(f, 'figure') for f in (6, 2, 1, 0.5)] == [0, 0, 1000, 1000]
+    with pytest.raises(ValueError):
+        poster_classifier_r(1, 'notebook')
+
+
+def test_cli_paper_convention(capsys):
+    """The documented command for one cell of the poster's Table 1 (r = c_out, p = 2, g = 1:
+    99.83% fewer multiplications, 35.05% fewer additions, 83.69% smaller)."""
+    main(['--model', 'st_resnet18', '--nbr_mul', '1', '--out_patch', '2', '--set',
+          'layout=paper', '--set', 'out_nbr_mul=1000', '--convention', 'paper', '--json'])
+    out = json.loads(capsys.readouterr().out)
+    assert out['convention'] == 'paper'
+    pct = out['reduction_pct']
+    assert [round(pct[k], 2) for k in ('mults', 'adds', 'bits')] == [99.83, 35.05, 83.69]
+    main(['--model', 'st_resnet18', '--nbr_mul', '1', '--out_patch', '2', '--set',
+          'layout=paper', '--set', 'out_nbr_mul=1000', '--convention', 'paper'])
+    text = capsys.readouterr().out
+    assert 'paper convention' in text and '99.83% mults, 35.05% adds, 83.69% size' in text

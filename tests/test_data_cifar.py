@@ -190,10 +190,11 @@ def test_download_with_wrong_md5_is_deleted(tmp_path):
     root = tmp_path / 'data'
     with pytest.raises(CifarDownloadError, match='has md5 .*expected 0123'):
         download_cifar10(root, url=archive.as_uri(), md5='0123' * 8)
-    assert os.listdir(root) == []
+    assert not root.exists()  # the folder the download created is gone again
+    root.mkdir()
     with pytest.raises(CifarNotFoundError, match='md5'):
         load_cifar10(root, strict_counts=False, url=archive.as_uri(), md5='0123' * 8)
-    assert os.listdir(root) == []
+    assert os.listdir(root) == []  # a folder that was there before stays
 
 
 @pytest.mark.parametrize('name', ['../escaped.txt', '/tmp/absolute_escape.txt',
@@ -221,7 +222,21 @@ def test_unreachable_download_gives_one_clear_message(tmp_path, url):
     for remedy in ('cifar-10-batches-py', '--data_dir', 'STRASSEN_CIFAR10_DIR'):
         assert remedy in message
     assert caught.value.__cause__ is None  # the message stands alone
-    assert [name for name in os.listdir(root) if not name.startswith('.')] == []
+    assert not root.exists()
+
+
+def test_failed_download_removes_every_folder_it_created(tmp_path):
+    root = tmp_path / 'a' / 'b' / 'cifar'
+    with pytest.raises(CifarDownloadError, match='could not fetch'):
+        download_cifar10(root, url='file:///nonexistent/cifar-10-python.tar.gz')
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_files_advice_names_the_option_and_the_python_argument(tmp_path):
+    with pytest.raises(CifarNotFoundError) as caught:
+        load_cifar10(tmp_path, download=False)
+    advice = str(caught.value).splitlines()[-1]
+    assert 'leave out --no_download' in advice and 'download=True in Python' in advice
 
 
 # ----------------------------------------------------------------------------- subsets

@@ -27,7 +27,11 @@ import pytest
 from cifar_fixtures import write_fake_cifar
 from strassen_gluon.data.imagenet import write_tiny_recordio
 from strassen_gluon.errors import EXIT_DATA, EXIT_USAGE
-from strassen_gluon.train.checkpoint import checkpoint_folders, latest_checkpoint
+from strassen_gluon.errors import RunFolderError
+from strassen_gluon.train import checkpoint as ckpt_module
+from strassen_gluon.train.checkpoint import (checkpoint_folders, folder_contents,
+                                             latest_checkpoint, load_checkpoint,
+                                             save_checkpoint)
 from strassen_gluon.train.logs import read_jsonl
 from test_langmod import TINY as LM_TINY, write_corpus
 
@@ -174,6 +178,7 @@ def test_sigkill_at_random_moments_then_resume(name, data, reference, tmp_path):
 def test_damaged_pointer_truncated_file_and_fixed_options(name, data, reference, tmp_path):
     ref_dir, _, want = reference[name]
     argv, fixed_change, n = command(name, data, tmp_path, 'part')
+    argv += ['--keep_checkpoints', '2']  # the default keeps one; this test damages the newest
     run_dir = os.path.join(str(tmp_path), 'part')
     proc = run(argv + ['--stop_after_epochs', '3'])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -208,3 +213,56 @@ def test_damaged_pointer_truncated_file_and_fixed_options(name, data, reference,
     assert proc.returncode == EXIT_DATA, proc.stderr[-3000:]
     assert 'model.params' in proc.stderr and 'checksum' in proc.stderr
     assert epochs(spare) == logged
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+def _tiny_net_and_trainer():
+    net = mx.gluon.nn.Dense(3, in_units=4)
+    net.initialize()
+    trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1,
+                                                            'momentum': 0.9})
+    with mx.autograd.record():
+        loss = net(mx.nd.ones((2, 4))).sum()
+    loss.backward()
+    trainer.step(2)
+    return net, trainer
+
+
+def test_one_verified_checkpoint_by_default_and_optimizer_state_only_when_given(tmp_path):
+    net, trainer = _tiny_net_and_trainer()
+    first = save_checkpoint(str(tmp_path), 'p0-e0000', net, [trainer], {'epoch': 0})
+    assert sorted(os.listdir(first)) == ['meta.json', 'model.params', 'trainer0.states']
+    # The end of a phase: the next phase starts a fresh optimizer, so no state is stored.
+    second = save_checkpoint(str(tmp_path), 'p0-e0001', net, [], {'epoch': 1})
+    assert checkpoint_folders(str(tmp_path)) == [second]
+    assert sorted(os.listdir(second)) == ['meta.json', 'model.params']
+    other, fresh = _tiny_net_and_trainer()
+    assert load_checkpoint(second, other, [fresh])['epoch'] == 1
+    np.testing.assert_array_equal(other.weight.data().asnumpy(), net.weight.data().asnumpy())
+    contents = folder_contents(str(tmp_path))
+    assert contents['checkpoint'] == 'ckpt-p0-e0001'
+    assert set(contents['files']) == {'latest.json', 'ckpt-p0-e0001/meta.json',
+                                      'ckpt-p0-e0001/model.params'}
+    assert contents['bytes'] == sum(os.path.getsize(os.path.join(str(tmp_path), f))
+                                    for f in contents['files'])
+
+
+def test_a_checkpoint_that_does_not_verify_after_writing_keeps_the_older_one(tmp_path,
+                                                                             monkeypatch):
+    net, trainer = _tiny_net_and_trainer()
+    first = save_checkpoint(str(tmp_path), 'p0-e0000', net, [trainer], {'epoch': 0})
+    real = ckpt_module.sha256
+    calls = []
+
+    def flaky(path):  # the read-back differs from what was hashed when writing
+        calls.append(path)
+        digest = real(path)
+        return digest if len(calls) <= 2 else '0' * 64
+    monkeypatch.setattr(ckpt_module, 'sha256', flaky)
+    with pytest.raises(RunFolderError, match='does not verify'):
+        save_checkpoint(str(tmp_path), 'p0-e0001', net, [trainer], {'epoch': 1})
+    monkeypatch.setattr(ckpt_module, 'sha256', real)
+    assert latest_checkpoint(str(tmp_path)) == first
+    with open(os.path.join(str(tmp_path), 'latest.json')) as f:
+        assert json.load(f) == {'checkpoint': 'ckpt-p0-e0000'}

@@ -16,7 +16,7 @@ from mxnet import autograd, nd
 from langmod import data as ptb
 from langmod import lm, train
 from strassen_gluon import Phase
-from strassen_gluon.errors import EXIT_DIVERGED, DataError, Diverged, Interrupted, UsageError
+from strassen_gluon.errors import EXIT_DIVERGED, EXIT_USAGE, DataError, Diverged, Interrupted, UsageError
 from strassen_gluon.train import loop
 from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
 from strassen_gluon.layers import SPNConv2D, SPNDense, SPNLSTM, spn_layers
@@ -149,6 +149,20 @@ def test_loader_names_missing_and_empty_files(tmp_path, capsys):
         run([], folder, tmp_path / 'logs')
     assert train.main(TINY + ['--data_dir', folder, '--log_dir', str(tmp_path / 'logs')]) == 1
     assert 'ptb.valid.txt' in capsys.readouterr().err
+
+
+def test_file_that_is_not_utf8_is_named_with_the_line(tmp_path, capsys):
+    folder = write_corpus(tmp_path / 'd')
+    path = os.path.join(folder, 'ptb.train.txt')
+    with open(path, 'ab') as f:
+        f.write(b' caf\xe9 au lait\n')
+    lines = open(path, 'rb').read().count(b'\n')
+    with pytest.raises(ValueError, match='ptb.train.txt is not UTF-8 text: byte 0xe9 on line %d'
+                       % lines):
+        ptb.load_corpus(folder)
+    assert train.main(TINY + ['--data_dir', folder, '--log_dir', str(tmp_path / 'logs')]) == 1
+    err = capsys.readouterr().err
+    assert path in err and 'Traceback' not in err
 
 
 # ------------------------------------------------------------------------------ command line
@@ -346,8 +360,7 @@ def test_nan_loss_stops_with_a_message(corpus_dir, tmp_path, monkeypatch):
     assert os.listdir(os.path.join(tmp_path, run_dir)) == ['config.json']
     assert train.main(TINY + ['--data_dir', corpus_dir, '--log_dir', str(tmp_path / 'cli'),
                               '--quant_mode', '5', '--max_batches', '3']) == EXIT_DIVERGED
-    with pytest.raises(SystemExit):
-        train.parse_args(['--learning_rate', 'nan'])
+    assert train.main(['--learning_rate', 'nan']) == EXIT_USAGE   # checked before any data
 
 
 # ------------------------------------------------------------------------------ distillation

@@ -5,11 +5,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from strassen_gluon.errors import EXIT_DATA
+
 from strassen_gluon.config import Phase
 from strassen_gluon.matmul import (ALGORITHMS_DIR, Algorithm, BilinearSPN, brent_residual,
                                    canonical_signs, count_additions, describe, evaluate,
                                    is_exact, learn, load_algorithm, main, matmul_tensor,
-                                   multiply, naive_algorithm, save_algorithm, SearchConfig)
+                                   multiply, naive_algorithm, save_algorithm, SearchConfig, apply)
 
 # Winograd's variant of Strassen's algorithm, written out here from its formulas
 # (S4 = A12 - S2, T4 = T2 - B21, C12 = M1 + M6 + M5 + M3, ...), row-major vec order.
@@ -222,8 +224,8 @@ def test_cli_learns_strassen_rank_7(tmp_path, capsys):
 def test_cli_reports_not_found_with_residual(tmp_path, capsys):
     path = tmp_path / 'none.json'
     code = main(['--m', '2', '--k', '2', '--n', '2', '--rank', '5', '--restarts', '1',
-                 '--population', '4', '--fp-steps', '100', '--anneal-steps', '200',
-                 '--ternary-steps', '100', '--json', str(path)])
+                 '--population', '4', '--fp_steps', '100', '--anneal_steps', '200',
+                 '--ternary_steps', '100', '--json', str(path)])
     assert code == 1
     out = capsys.readouterr().out
     assert 'not found' in out
@@ -249,3 +251,91 @@ def test_full_schedule_runs_every_step_and_counts_exact_candidates():
     assert result.found == (result.exact_candidates > 0)
     if result.found:
         assert is_exact(result.algorithm) and result.best_residual == 0
+
+
+def _strassen_with_one_change():
+    alg = load_algorithm(ALGORITHMS_DIR / 'strassen_2x2x2.json')
+    alg.W_c[0, 0] += 1
+    return alg
+
+
+def test_multiply_and_apply_refuse_an_algorithm_that_is_not_exact():
+    a, b = np.array([[1, 2], [3, 4]]), np.array([[5, 6], [7, 8]])
+    changed = _strassen_with_one_change()
+    for compute in (multiply, apply):
+        with pytest.raises(ValueError, match='not exact: 4 of 64 Brent equations'):
+            compute(changed, a, b)
+    changed.W_c[0, 0] -= 1  # changed back in place: accepted again (checked on every call)
+    np.testing.assert_array_equal(apply(changed, a, b), a @ b)
+
+
+def test_one_integer_rule_for_json_python_lists_and_numpy(tmp_path, capsys):
+    as_floats = json.loads(json.dumps(WINOGRAD))
+    for key in ('W_a', 'W_b', 'W_c'):
+        as_floats[key] = [[float(v) for v in row] for row in as_floats[key]]
+    path = tmp_path / 'floats.json'
+    path.write_text(json.dumps(as_floats))
+    assert '1.0' in path.read_text()
+    from_json = load_algorithm(path)
+    from_lists = Algorithm(2, 2, 2, as_floats['W_a'], as_floats['W_b'], as_floats['W_c'])
+    from_numpy = Algorithm(2, 2, 2, *(np.array(as_floats[k]) for k in ('W_a', 'W_b', 'W_c')))
+    for alg in (from_json, from_lists, from_numpy):
+        assert alg.W_a.dtype == np.int64 and is_exact(alg)
+        np.testing.assert_array_equal(alg.W_c, WINOGRAD['W_c'])
+    assert main(['--verify', str(path)]) == 0
+    assert 'exact: yes' in capsys.readouterr().out
+    # ... and what is refused is refused from every source.
+    w_b = np.array(WINOGRAD['W_b'])
+    for bad in (0.5, np.nan, True):
+        lists = json.loads(json.dumps(WINOGRAD['W_a']))
+        lists[0][0] = bad
+        with pytest.raises(ValueError, match='integers'):
+            Algorithm(2, 2, 2, lists, w_b, WINOGRAD['W_c'])
+        array = np.array(lists, dtype=float) if bad is not True else np.array(lists) != 0
+        with pytest.raises(ValueError, match='integers'):
+            Algorithm(2, 2, 2, array, w_b, WINOGRAD['W_c'])
+
+
+@pytest.mark.parametrize('json_path, message', [
+    ('/nonexistent/x.json', 'the folder /nonexistent does not exist'),
+    ('.', 'that is a folder'),
+])
+def test_cli_checks_the_json_path_before_searching(json_path, message, monkeypatch, capsys):
+    def no_search(*args, **kwargs):
+        raise AssertionError('the search started')
+    monkeypatch.setattr('strassen_gluon.matmul.cli.learn', no_search)
+    monkeypatch.setattr('strassen_gluon.matmul.cli.flip_search', no_search)
+    for method in ('spn', 'flip'):
+        assert main(['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--method', method,
+                     '--json', json_path]) == EXIT_DATA
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: --json %s: ' % json_path), lines
+        assert message in lines[0]
+
+
+def test_cli_underscore_options_with_the_old_dash_spellings_as_aliases():
+    from strassen_gluon.matmul import parse_args
+    base = ['--m', '2', '--k', '2', '--n', '2', '--rank', '7']
+    new = parse_args(base + ['--fp_steps', '5', '--anneal_steps', '6', '--ternary_steps', '7',
+                             '--batch_size', '3', '--time_limit', '9'])
+    old = parse_args(base + ['--fp-steps', '5', '--anneal-steps', '6', '--ternary-steps', '7',
+                             '--batch-size', '3', '--time-limit', '9'])
+    assert new.config == old.config == SearchConfig(fp_steps=5, anneal_steps=6, ternary_steps=7,
+                                                    batch_size=3)
+    assert new.time_limit == old.time_limit == 9
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--seed', '-1'], '--seed: must be >= 0'),
+    (['--lr', 'inf'], 'lr must be positive and finite'),
+    (['--time_limit', '0'], '--time_limit must be positive'),
+    (['--start', '/nonexistent.json', '--method', 'flip'], '--start /nonexistent.json: No such'),
+])
+def test_cli_usage_errors_exit_2_with_one_message(argv, message, capsys):
+    try:
+        code = main(['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--quiet'] + argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err

@@ -145,7 +145,7 @@ def test_default_method_per_format():
 def test_cli_method_flip_writes_an_exact_algorithm_with_costs(tmp_path, capsys):
     path = tmp_path / 'found.json'
     code = main(['--m', '2', '--k', '2', '--n', '3', '--rank', '11', '--method', 'flip',
-                 '--time-limit', '60', '--quiet', '--json', str(path)])
+                 '--time_limit', '60', '--quiet', '--json', str(path)])
     assert code == 0
     text = capsys.readouterr().out
     assert 'exact: yes' in text and 'after greedy pairwise CSE' in text
@@ -160,7 +160,7 @@ def test_cli_flip_start_from_a_file_and_refuse_a_wrong_format(tmp_path, capsys):
     start = tmp_path / 'naive.json'
     save_algorithm(naive_algorithm(2, 2, 2), start)
     assert main(['--m', '2', '--k', '2', '--n', '2', '--rank', '7', '--method', 'flip',
-                 '--start', str(start), '--quiet', '--time-limit', '30']) == 0
+                 '--start', str(start), '--quiet', '--time_limit', '30']) == 0
     assert main(['--m', '2', '--k', '2', '--n', '3', '--rank', '11', '--method', 'flip',
                  '--start', str(start), '--quiet']) == 2
 

@@ -7,7 +7,7 @@ from mxnet.gluon import nn
 from strassen_gluon import Phase, SPNConv2D, SPNDense, set_phase, spn_layers
 from strassen_gluon.gluon_compat import children, conv_options
 from strassen_gluon.models import get_model, list_models
-from strassen_gluon.models.resnet_cifar import CIFARResNetV1, blocks_per_stage, per_stage
+from strassen_gluon.models.resnet_cifar import CIFARResNetV1, blocks_per_stage, stage_values
 
 
 def build(name, **kwargs):
@@ -131,7 +131,7 @@ def test_per_stage_list_length_is_checked():
         get_model('st_resnet20', nbr_mul=[1, 1, 1])
     with pytest.raises(ValueError, match='one value per stage'):
         get_model('st_vgg7', out_patch=[1, 2, 1, 1])
-    assert per_stage(3, 'x') == [3, 3, 3, 3]
+    assert stage_values(3, 'x') == [3, 3, 3, 3]
 
 
 def test_dense_models_take_no_spn_options():

@@ -6,6 +6,8 @@ import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+
+from strassen_gluon.errors import EXIT_DATA
 from onnx import numpy_helper
 
 from cifar_fixtures import write_fake_cifar
@@ -203,3 +205,68 @@ def test_network_converted_from_gluoncv_exports(tmp_path):
     to_onnx(net, path, (1, 3, 32, 32))
     assert check_onnx(net, path, x)['relative'] < 1e-4
     assert_ternary_file(path, net)
+
+
+@pytest.mark.parametrize('option', ['--onnx', '--packed'])
+@pytest.mark.parametrize('where, message', [
+    ('/nonexistent/x', 'the folder /nonexistent does not exist'),
+    ('.', 'that is a folder'),
+])
+def test_command_checks_output_paths_before_loading(option, where, message, tmp_path, capsys,
+                                                    monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError('the run folder was loaded')
+    monkeypatch.setattr('strassen_gluon.export.__main__.load_trained', no_loading)
+    assert export_main([str(tmp_path), option, where]) == EXIT_DATA
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: %s %s: ' % (option, where)), lines
+    assert message in lines[0]
+
+
+def tiny_lm_checkpoint(folder):
+    """A checkpoint folder of a tiny st_charlm in phase TERNARY (what load_trained reads)."""
+    from strassen_gluon.train.checkpoint import save_checkpoint
+    kwargs = dict(char_vocab_size=12, word_vocab_size=20, max_word_l=6, char_vec_size=5,
+                  feature_maps=[3, 4], kernels=[1, 2], highway_layers=1, rnn_size=8,
+                  num_layers=2, out_nbr_mul=6)
+    mx.random.seed(0)
+    net = get_model('st_charlm', **kwargs)
+    net.initialize(mx.init.Xavier())
+    set_phase(net, 'ternary')
+    net(*net.example_inputs())
+    return save_checkpoint(str(folder), 'p0-e0000', net, meta=dict(
+        model='st_charlm', model_kwargs=kwargs, phase_mode=2, epoch=0)), net
+
+
+def test_language_model_exports_packed_and_refuses_onnx_with_a_message(tmp_path, capsys):
+    from strassen_gluon.export import spn_lstm_reference
+    ckpt, net = tiny_lm_checkpoint(tmp_path / 'lm')
+    onnx_path, npz = tmp_path / 'lm.onnx', tmp_path / 'lm.npz'
+    # --onnx is refused before anything is written, --packed included.
+    assert export_main([ckpt, '--onnx', str(onnx_path), '--packed', str(npz)]) == 2
+    err = capsys.readouterr().err
+    assert 'recurrent layer (SPNLSTM)' in err and '--packed' in err and 'Traceback' not in err
+    assert not onnx_path.exists() and not npz.exists()
+    with pytest.raises(Exception, match='recurrent layer'):
+        to_onnx(net, str(onnx_path), (1, 6))
+    # --packed writes the numpy deployment form, LSTM included, and it computes the LSTM.
+    assert export_main([ckpt, '--packed', str(npz)]) == 0
+    forms = load_exported(str(npz))
+    lstm = net.lstm
+    (form,) = [forms[name] for name in forms if forms[name]['kind'] == 'lstm']
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 2, lstm.input_size)).astype(np.float32)
+    h0, c0 = (rng.normal(size=(2, 2, 8)).astype(np.float32) * 0.1 for _ in range(2))
+    out, _, _ = lstm(mx.nd.array(x), mx.nd.array(h0), mx.nd.array(c0))
+    ref, _, _ = spn_lstm_reference(x, h0, c0, form)
+    assert np.abs(ref - out.asnumpy()).max() < 1e-4 * max(np.abs(ref).max(), 1)
+    assert export_main([ckpt, '--packed', str(npz), '--input_size', '32']) == 2
+    assert '--input_size applies to image models' in capsys.readouterr().err
+
+
+def test_packed_file_is_written_at_exactly_the_path_given(runs, tmp_path):
+    path = tmp_path / 'deployed'  # numpy would have appended '.npz'
+    assert export_main([runs['ternary'], '--packed', str(path)]) == 0
+    assert path.exists() and not (tmp_path / 'deployed.npz').exists()
+    assert os.listdir(str(tmp_path)) == ['deployed']
+    load_exported(str(path))

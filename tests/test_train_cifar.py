@@ -4,6 +4,7 @@ Runs on tiny generated data in the real file format (80 training, 32 test images
 2 batches per epoch.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 from cifar_fixtures import write_fake_cifar
 from strassen_gluon import Phase, spn_layers
 from strassen_gluon import cifar10
+from strassen_gluon.train import driver
+from strassen_gluon.train.build import build_model
 from strassen_gluon.data import CifarBatches
 from strassen_gluon.models import get_model
 from strassen_gluon.train.checkpoint import latest_checkpoint, read_meta
@@ -24,8 +27,8 @@ from strassen_gluon.errors import EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, UsageErr
 from strassen_gluon.train.classify import ClassificationTask, evaluate
 from strassen_gluon.train.loop import Diverged, LoopOptions, run_phases, train_epoch
 from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
-from strassen_gluon.train.schedule import (PhaseSpec, learning_rate, make_phase, paper_phases,
-                                           scale_steps)
+from strassen_gluon.train.schedule import (PAPER_CIFAR, PhaseSpec, learning_rate, make_phase,
+                                           paper_phases, phases_from_config, scale_steps)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = LoopOptions(progress=False, print_fn=lambda *a: None)
@@ -82,9 +85,36 @@ def test_shortened_phases_scale_their_steps():
     assert make_phase('ternary', epochs=4).steps == (1, 2, 3)
     assert make_phase('full', epochs=25, steps=[5]).steps == (5,)
     assert scale_steps((150, 200), 250, 250) == (150, 200)
-    assert min(scale_steps((10, 20, 30), 40, 1)) >= 1       # never decays at epoch 0
+    # Each decay on an epoch of its own, never at epoch 0; the first steps that fit are kept.
+    assert scale_steps((150, 200), 250, 3) == (1, 2)
+    assert scale_steps((10, 20, 30), 40, 2) == (1,)
+    assert scale_steps((10, 20, 30), 40, 1) == ()
+    assert scale_steps((10, 20, 30), 40, 5) == (1, 2, 4)
+    for epochs in range(1, 60):
+        steps = scale_steps((10, 20, 30), 40, epochs)
+        assert list(steps) == sorted(set(steps)) and all(0 < s < epochs for s in steps)
+        assert len(steps) == min(3, epochs - 1)
     short = make_phase('full', epochs=25)
     assert learning_rate(short, 14) == 0.1 and learning_rate(short, 15) == 0.01
+
+
+def test_cosine_falls_from_the_phase_rate_towards_zero():
+    config = cifar10.CifarConfig(lr_shape='cosine', epochs_fp=4, lr_fp=0.2)
+    full = phases_from_config(config, True, PAPER_CIFAR)[0][0]
+    rates = [learning_rate(full, e) for e in range(4)]
+    assert rates[0] == 0.2 and rates == sorted(rates, reverse=True) and rates[2] == 0.1
+    assert rates[3] == pytest.approx(0.2 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+
+
+def test_a_short_run_says_which_steps_it_lost():
+    config = cifar10.CifarConfig(epochs_fp=3, epochs_quant=2, epochs_frozen=1)
+    phases, notes = phases_from_config(config, True, PAPER_CIFAR)
+    assert [learning_rate(phases[0], e) for e in range(3)] == [0.1, 0.01, 0.001]
+    assert [learning_rate(phases[1], e) for e in range(2)] == [0.01, 0.001]
+    assert notes == ["phase ternary: 2 epoch(s) hold 1 of the paper's 3 learning-rate steps "
+                     "(at 1); --lr_steps_* choose others"]
+    config.lr_steps_quant = []            # chosen by the user: nothing to say
+    assert phases_from_config(config, True, PAPER_CIFAR)[1] == []
 
 
 def test_dense_models_train_one_phase_and_empty_phases_drop():
@@ -201,7 +231,8 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
     for r in records:
         assert LOG_FIELDS <= set(r)
         assert 0 <= r['train_acc'] <= 1 and 0 <= r['val_acc'] <= 1 and r['images'] == 32
-    assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 1e-4, 0.001]
+    # One decay per step epoch (the paper's ternary steps no longer pile up on epoch 1).
+    assert [r['lr'] for r in records] == [0.1, 0.01, 0.01, 0.001, 0.001]
     summary = read_summary(os.path.join(full_run, 'summary.json'))
     assert (summary['task'], summary['primary_metric'], summary['metric_names']) == \
         ('cifar10', 'val_acc', ['val_acc'])
@@ -217,6 +248,15 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
     meta = read_meta(latest_checkpoint(full_run))
     assert meta['phase'] == 'frozen' and meta['finished'] and meta['model'] == 'st_resnet20'
     assert meta['phase_mode'] == int(Phase.TERNARY) and meta['frozen']
+    # The folder keeps one checkpoint, without optimizer state at the end of the last phase,
+    # and the summary says what the folder holds.
+    checkpoints = [d for d in os.listdir(full_run) if d.startswith('ckpt-')]
+    assert checkpoints == [os.path.basename(latest_checkpoint(full_run))]
+    assert 'trainer0.states' not in os.listdir(os.path.join(full_run, checkpoints[0]))
+    folder = summary['folder']
+    assert folder['checkpoint'] == checkpoints[0]
+    assert os.path.join(checkpoints[0], 'model.params') in folder['files']
+    assert folder['bytes'] == sum(folder['files'].values())
 
 
 def test_trained_model_is_ternary_and_cheaper_than_dense(full_run, data_dir, tmp_path):
@@ -332,20 +372,26 @@ def test_options():
     assert cifar10.model_kwargs(args) == {'nbr_mul': [0.0, 1.0, 2.0, 1.0], 'out_patch': 2}
     defaults, explicit = cifar10.parse_args([])
     assert explicit == set() and defaults == cifar10.CifarConfig()
-    assert (defaults.epochs_fp, defaults.epochs_quant, defaults.epochs_frozen) == (250, 40, 10)
+    # Schedule options left unset take the paper's schedule.
+    phases, _ = phases_from_config(defaults, True, PAPER_CIFAR)
+    assert [(p.epochs, p.lr, p.steps) for p in phases] == [
+        (250, 0.1, (150, 200)), (40, 0.01, (10, 20, 30)), (10, 0.001, ())]
     assert (defaults.batch_size, defaults.seed, defaults.model) == (128, 321, 'st_resnet20')
     assert cifar10.model_kwargs(defaults) == {}
     quick, explicit = cifar10.parse_args(['--quick', '--epochs_fp', '3'])
+    driver.apply_presets(quick, cifar10.CifarRecipe().presets(quick), explicit)
     assert quick.train_subset == cifar10.QUICK['train_subset'] and quick.epochs_fp == 3
     assert explicit == {'quick', 'epochs_fp'}
     # --init_from makes the phases a short fine-tune unless they are given.
-    tune, _ = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1', '--epochs_fp', '2'])
+    tune, explicit = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1',
+                                         '--epochs_fp', '2'])
+    driver.apply_presets(tune, cifar10.CifarRecipe().presets(tune), explicit)
     assert (tune.epochs_fp, tune.epochs_quant, tune.lr_fp) == \
         (2, cifar10.FINE_TUNE['epochs_quant'], cifar10.FINE_TUNE['lr_fp'])
     # The original VGG command line works with --model st_vgg7.
     vgg, _ = cifar10.parse_args(['--model', 'st_vgg7', '--nbr_mul', '1', '--out_patch', '1',
                                  '--gpu_index', '0'])
-    net = cifar10.build_model(vgg.model, cifar10.model_kwargs(vgg))
+    net = build_model(vgg.model, cifar10.model_kwargs(vgg))
     assert len(spn_layers(net)) == 7
     # Per-stage lists are checked for length when parsed.
     with pytest.raises(SystemExit):

@@ -7,12 +7,12 @@
 """
 from .initialise import (LayerInit, conv_block_operator, init_from_dense,
                          init_spn_from_dense)
-from .strassenize import LAST_DENSE, ConversionWarning, strassenize
+from .strassenize import LAST_LAYER, ConversionWarning, strassenize
 from .transfer import (GLUONCV_TWINS, check_dense_twin, dense_twin, gluoncv_name,
                        load_gluoncv, match_layers, transfer_dense, transfer_gluoncv)
 from .walk import ConversionError, LayerSpec, TransferError, WeightsUnavailableError
 
-__all__ = ['ConversionError', 'ConversionWarning', 'GLUONCV_TWINS', 'LAST_DENSE', 'LayerInit',
+__all__ = ['ConversionError', 'ConversionWarning', 'GLUONCV_TWINS', 'LAST_LAYER', 'LayerInit',
            'LayerSpec', 'TransferError', 'WeightsUnavailableError', 'check_dense_twin',
            'conv_block_operator', 'dense_twin', 'gluoncv_name', 'init_from_dense',
            'init_spn_from_dense', 'load_gluoncv', 'match_layers', 'strassenize',

@@ -32,12 +32,12 @@ from typing import Optional
 
 import numpy as np
 from mxnet import autograd, nd
-from mxnet.gluon import nn
 
 from ..config import Phase
 from ..layers import SPNConv2D, SPNDense, SPNLSTM, set_phase, spn_layers
 from ..layers.spn import SCALE_MAX
-from .walk import ConversionError, imperative_uncached, layer_options, param_state
+from .batchnorm import ChannelStats, norm_axis, running_stats, set_data, set_passthrough_norm
+from .walk import ConversionError, imperative_uncached, param_state
 
 _EXTRA_SEED = 12345
 
@@ -217,40 +217,7 @@ def spn_hidden(layer, x):
                           num_filter=layer.r, num_group=layer.groups, no_bias=True)
 
 
-class ChannelStats:
-    """Running per-channel mean and variance over any number of batches (float64)."""
-
-    def __init__(self):
-        self.count, self.mean, self.m2 = 0, None, None
-
-    def add(self, h, axis):
-        """Add the values of h; `axis` is the channel axis."""
-        axis = axis % h.ndim
-        axes = tuple(i for i in range(h.ndim) if i != axis)
-        mean = nd.mean(h, axis=axes)
-        var = nd.mean(nd.square(h - nd.reshape(mean, shape=[-1 if i == axis else 1
-                                                          for i in range(h.ndim)])), axis=axes)
-        n = int(np.prod([h.shape[i] for i in axes]))
-        mean, var = mean.asnumpy().astype(np.float64), var.asnumpy().astype(np.float64)
-        if self.count == 0:
-            self.count, self.mean, self.m2 = n, mean, var * n
-            return
-        total = self.count + n
-        delta = mean - self.mean
-        self.m2 = self.m2 + var * n + delta ** 2 * self.count * n / total
-        self.mean = self.mean + delta * n / total
-        self.count = total
-
-    @property
-    def var(self):
-        return self.m2 / self.count
-
-
 # ------------------------------------------------------------------ writing the layer
-
-def _set(param, value):
-    param.set_data(nd.array(np.asarray(value, dtype=np.float32)))
-
 
 def _place_shift(factors, shift, layer):
     """The hidden-unit shift c with W_c (a ⊙ c) = the output shift (least squares)."""
@@ -276,14 +243,14 @@ def _write(layer, factors, stats, shift):
                                   % (layer.name, a.max(), SCALE_MAX))
         t = a.max() / (SCALE_MAX / 4)
         a, wc = a / t, wc * t
-    _set(layer.wb, factors.wb)
+    set_data(layer.wb, factors.wb)
     if wc is not None:
-        _set(layer.wc, wc.reshape(layer.wc.shape))
+        set_data(layer.wc, wc.reshape(layer.wc.shape))
     if not getattr(layer, 'batch_norm', False):
         if np.any(c):
             raise ConversionError('%s: an output shift cannot be placed in a layer without '
                                   'bias or batch norm' % layer.name)
-        _set(layer.scale, a)
+        set_data(layer.scale, a)
         return
     eps = layer.bn_eps
     if stats is None:
@@ -298,10 +265,10 @@ def _write(layer, factors, stats, shift):
                                   % (layer.name, a))
         var = np.full(layer.r, 1.0 - eps)
     std = np.sqrt(var + eps)
-    _set(layer.scale, a * std)
-    _set(layer.bn_beta, (mean + c) / std)
-    _set(layer.bn_mean, mean)
-    _set(layer.bn_var, var)
+    set_data(layer.scale, a * std)
+    set_data(layer.bn_beta, (mean + c) / std)
+    set_data(layer.bn_mean, mean)
+    set_data(layer.bn_var, var)
 
 
 def factorize(layer, output_scale=None):
@@ -337,10 +304,10 @@ def _lstm_init(layer):
             scales.append(a)
             exact = exact and f.exact
             worst = max(worst, f.relative_error)
-        _set(wb, np.stack(wbs))
-        _set(scale, np.stack(scales))
+        set_data(wb, np.stack(wbs))
+        set_data(scale, np.stack(scales))
         if wc is not None:
-            _set(wc, np.stack(wcs))
+            set_data(wc, np.stack(wcs))
     return exact, worst
 
 
@@ -392,7 +359,7 @@ def _prepare(layer, output_affine):
     factors = factorize(layer, scale)
     if layer.bias is not None:
         bias = layer.bias.data().asnumpy().astype(np.float64)
-        _set(layer.bias, scale * bias + shift)
+        set_data(layer.bias, scale * bias + shift)
         shift = None
     return factors, shift
 
@@ -472,7 +439,7 @@ def _calibrate(net, prepared, norms, calibration):
         calibrated.add(id(block))
         output[:] = args[0]
 
-    saved = _running_stats(net, exclude={id(b) for b in norms})
+    saved = running_stats(net, exclude={id(b) for b in norms})
     handles = [b.register_forward_hook(spn_hook) for b in layers]
     handles += [b.register_forward_hook(norm_hook) for b in norms]
     for layer in layers:
@@ -488,47 +455,3 @@ def _calibrate(net, prepared, norms, calibration):
         for param, value in saved:
             param.set_data(value)
     return calibrated
-
-
-def _running_stats(net, exclude):
-    """(parameter, copy of its value) for the running statistics of every nn.BatchNorm."""
-    norms = []
-    net.apply(lambda b: norms.append(b) if isinstance(b, nn.BatchNorm) and
-              id(b) not in exclude else None)
-    return [(p, p.data().copy()) for b in norms for p in (b.running_mean, b.running_var)
-            if param_state(p) == 'ready']
-
-
-def norm_axis(norm):
-    return layer_options(norm).get('axis', 1)
-
-
-def norm_eps(norm):
-    return layer_options(norm).get('eps', 1e-5)
-
-
-def set_passthrough_norm(norm, stats):
-    """Make an nn.BatchNorm the identity: in inference mode always, in training mode on a
-    batch with these statistics (γ = sqrt(σ² + eps), β = μ)."""
-    if not isinstance(norm, nn.BatchNorm):
-        raise ConversionError('%s is not a BatchNorm' % norm.name)
-    eps = norm_eps(norm)
-    n = norm.gamma.shape[0]
-    if stats is None:
-        mean, var = np.zeros(n), np.full(n, 1.0 - eps)
-    else:
-        mean, var = stats.mean, stats.var
-    _set(norm.gamma, np.sqrt(var + eps))
-    _set(norm.beta, mean)
-    _set(norm.running_mean, mean)
-    _set(norm.running_var, var)
-
-
-def batchnorm_affine(norm):
-    """(scale, shift) of an nn.BatchNorm in inference mode: y = scale·x + shift per channel."""
-    eps = norm_eps(norm)
-    fix_gamma = layer_options(norm).get('fix_gamma', False)
-    gamma = np.ones(norm.gamma.shape) if fix_gamma else norm.gamma.data().asnumpy()
-    scale = gamma / np.sqrt(norm.running_var.data().asnumpy() + eps)
-    shift = norm.beta.data().asnumpy() - norm.running_mean.data().asnumpy() * scale
-    return scale.astype(np.float64), shift.astype(np.float64)

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 from mxnet import autograd, nd
+from mxnet.gluon import nn
 
 from ..config import Phase
 from ..layers import SPNConv2D, SPNDense
@@ -11,19 +12,21 @@ from .initialise import init_from_dense, init_spn_from_dense
 from .walk import (ConversionError, describe, clear_cached_graphs, held_in_tuple,
                    replace_child, named_blocks, param_state)
 
-LAST_DENSE = 'last_dense'
+LAST_LAYER = 'last_layer'
 
 
 class ConversionWarning(UserWarning):
     """Layers that strassenize had to leave dense."""
 
 
-def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
+def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_LAYER,
                 calibration=None, quantizer='twn', phase=Phase.FULL):
     """Replace every nn.Conv2D and nn.Dense of `net` by an SPNConv2D / SPNDense, in place.
 
     The SPN layer has the original's shapes, strides, padding, groups and bias, and keeps its
     weights as `dense_weight`: Phase.DENSE of the converted network is the original network.
+    A layer with a fused activation (gluoncv's ``Dense(4096, activation='relu')``) becomes a
+    HybridSequential of the SPN layer and that activation (same function, the SPN at '.0').
     If the network is initialised, each SPN is initialised from the dense weights
     (init_from_dense: exact where r allows, else truncated SVD); otherwise it is left
     uninitialised for `net.initialize()`.
@@ -33,13 +36,15 @@ def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
         save_parameters uses) or Gluon block names. nbr_mul 0 or None keeps a layer dense.
         out_patch and groups concern convolutions; `groups` splits W_b's input channels within
         each group of the original (and is ignored where it does not divide them).
-    keep_dense: LAST_DENSE (default: the last nn.Dense in registration order, the classifier),
-        None (convert everything), a collection of names, or f(LayerSpec) -> bool.
+    keep_dense: LAST_LAYER (default: the last Conv2D or Dense in registration order, the layer
+        that produces the logits, as the paper keeps it: a Dense in most classifiers, a 1x1
+        Conv2D in gluoncv's mobilenetv2 and squeezenet), None (convert everything), a collection
+        of names, or f(LayerSpec) -> bool.
     calibration: one batch of network inputs (an NDArray or a tuple of them). It completes
         deferred shapes (initialising an uninitialised network) and sets the SPN batch norms
         from the hidden-unit statistics so that they pass their inputs through.
-    Layers that cannot be converted (dilated convolutions, fused activations, RNN layers,
-    Conv1D/3D, transposed convolutions, subclasses, unknown input sizes ...) are named in one
+    Layers that cannot be converted (dilated convolutions, RNN layers, Conv1D/3D, transposed
+    convolutions, subclasses, unknown input sizes ...) are named in one
     ConversionWarning and left dense. Returns `net` (a converted layer if `net` is one).
     """
     if calibration is not None:
@@ -78,8 +83,9 @@ def strassenize(net, nbr_mul=1.0, out_patch=1, groups=1, keep_dense=LAST_DENSE,
             problems.append('%s (%s: %s)' % (spec.name, type(spec.layer).__name__, err))
             continue
         ready = _copy_dense(spec, spn)
+        replacement = _with_activation(spec, spn)
         for parent, key in places[id(spec.layer)]:
-            replace_child(parent, key, spec.layer, spn)
+            replace_child(parent, key, spec.layer, replacement)
         converted.append((spec.name, spn, ready))
     if problems:
         warnings.warn('strassenize left %d layer(s) dense, they cannot be converted: %s'
@@ -120,7 +126,17 @@ def _convert_single(spec, nbr_mul, out_patch, groups, calibration, quantizer, ph
     spn = _build(spec, options, quantizer, phase)
     if _copy_dense(spec, spn):
         init_from_dense(spn, calibration)
-    return spn
+    return _with_activation(spec, spn)
+
+
+def _with_activation(spec, spn):
+    """`spn` alone, or followed by the original's fused activation (the same Activation block)
+    in a HybridSequential named like the original layer."""
+    if spec.activation is None:
+        return spn
+    sequence = nn.HybridSequential(prefix=spec.layer.prefix)
+    sequence.add(spn, spec.activation)
+    return sequence
 
 
 def _names(spec):
@@ -150,9 +166,9 @@ def _check_names(specs, **options):
 def _kept(specs, keep_dense):
     if keep_dense is None:
         return set()
-    if keep_dense == LAST_DENSE:
-        dense = [spec for spec in specs if spec.kind == 'dense']
-        return {id(dense[-1].layer)} if dense else set()
+    if keep_dense == LAST_LAYER:
+        linear = [spec for spec in specs if spec.kind in ('conv', 'dense')]
+        return {id(linear[-1].layer)} if linear else set()
     if callable(keep_dense):
         return {id(spec.layer) for spec in specs if keep_dense(spec)}
     names = {keep_dense} if isinstance(keep_dense, str) else set(keep_dense)

@@ -25,9 +25,10 @@ from mxnet.gluon import nn, rnn
 
 from ..layers import SPNConv2D, SPNDense, SPNLSTM
 from ..models import list_models
-from .initialise import batchnorm_affine, init_spn_from_dense
+from .batchnorm import batchnorm_affine
+from .initialise import init_spn_from_dense
 from .walk import (ConversionError, TransferError, WeightsUnavailableError,
-                   clear_cached_graphs, layer_options, named_blocks, own_params,
+                   clear_cached_graphs, layer_options, named_blocks, short_named_params,
                    param_state)
 
 GLUONCV_PREFIX = 'gluoncv:'
@@ -59,14 +60,15 @@ def check_dense_twin(model_name, dense_model_name, source='the dense run'):
 
 def leaf_layers(net):
     """(path, block) for every block that owns parameters, in registration order."""
-    return [(path, block) for path, _, _, block in named_blocks(net) if own_params(block)]
+    return [(path, block) for path, _, _, block in named_blocks(net) if short_named_params(block)]
 
 
 def _describe(entry):
     if entry is None:
         return 'nothing'
     path, block = entry
-    shapes = ', '.join('%s %s' % (name, tuple(p.shape)) for name, p in own_params(block).items())
+    shapes = ', '.join('%s %s' % (name, tuple(p.shape))
+                       for name, p in short_named_params(block).items())
     return '%s (%s: %s)' % (path, type(block).__name__, shapes)
 
 
@@ -152,8 +154,8 @@ def _transfer_pair(d, s):
             _copy(dense.bias, spn.bias, d, s, 'bias')
         return
     if isinstance(spn, SPNLSTM):
-        src = own_params(dense)
-        dst = own_params(spn)
+        src = short_named_params(dense)
+        dst = short_named_params(spn)
         expected = {name.replace('_dense_weight', '_weight') for name in dst
                     if name.endswith(('_dense_weight', '_bias'))}
         if set(src) != expected:
@@ -161,7 +163,7 @@ def _transfer_pair(d, s):
         for name, param in src.items():
             _copy(param, dst[name.replace('_weight', '_dense_weight')], d, s, name)
         return
-    src, dst = own_params(dense), own_params(spn)
+    src, dst = short_named_params(dense), short_named_params(spn)
     if list(src) != list(dst):
         _mismatch(d, s, 'parameters %s against %s' % (list(src), list(dst)))
     for name in src:

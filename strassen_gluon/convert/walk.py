@@ -49,7 +49,7 @@ def named_blocks(net, prefix=''):
     return found
 
 
-def own_params(block):
+def short_named_params(block):
     """The block's own parameters (not its children's) as {short name: Parameter}."""
     return {name[len(block.prefix):] if name.startswith(block.prefix) else name: param
             for name, param in block.params.items()}
@@ -95,6 +95,7 @@ class LayerSpec:
     groups: int = 1
     use_bias: bool = True
     flatten: bool = True
+    activation: Optional[Block] = None   # the layer's fused activation (Dense(.., 'relu'))
     problem: Optional[str] = None   # why it cannot be converted, if it cannot
 
 
@@ -111,23 +112,21 @@ def describe(path, layer):
             problem = 'dilation %s' % (tuple(o['dilate']),)
         elif o['layout'] != 'NCHW':
             problem = 'layout %s' % o['layout']
-        elif layer.act is not None:
-            problem = 'fused activation'
         elif not in_channels:
             problem = 'input size unknown until the network runs (pass calibration=a batch)'
         return LayerSpec(path, block_name(layer), 'conv', layer, in_channels, o['channels'],
                          tuple(o['kernel']), tuple(o['stride']), tuple(o['pad']),
-                         o['num_group'], not o['no_bias'], problem=problem)
+                         o['num_group'], not o['no_bias'], activation=layer.act,
+                         problem=problem)
     if type(layer) is nn.Dense:
         o = layer_options(layer)
         in_units = o['in_units'] or layer.weight.shape[1]
         problem = None
-        if layer.act is not None:
-            problem = 'fused activation'
-        elif not in_units:
+        if not in_units:
             problem = 'input size unknown until the network runs (pass calibration=a batch)'
         return LayerSpec(path, block_name(layer), 'dense', layer, in_units, o['units'],
-                         use_bias=layer.bias is not None, flatten=o['flatten'], problem=problem)
+                         use_bias=layer.bias is not None, flatten=o['flatten'],
+                         activation=layer.act, problem=problem)
     if isinstance(layer, (nn.Conv2D, nn.Dense)):
         return LayerSpec(path, block_name(layer), 'other', layer, 0, 0,
                          problem='subclass %s of a Gluon layer' % type(layer).__name__)

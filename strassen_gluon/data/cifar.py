@@ -136,9 +136,9 @@ def _not_found_message(folder, missing, root=None, download_failure=None):
     root = folder if root is None else root
     lines = ['CIFAR-10 data is missing in %s: %s not found.' % (where, ', '.join(missing))]
     if download_failure:
-        lines.append('Downloading it failed: %s.' % download_failure)
+        lines.append('  Downloading it failed: %s.' % download_failure)
     lines += [
-        'To provide the data, do one of:',
+        '  To provide the data, do one of:',
         '  - copy the python-version files (%s; the contents of %s/) into %s;'
         % (', '.join(REQUIRED_FILES), ARCHIVE_FOLDER, root),
         '  - pass --data_dir DIR (data_dir=DIR in Python) naming a folder that holds them '
@@ -148,8 +148,8 @@ def _not_found_message(folder, missing, root=None, download_failure=None):
     if download_failure:
         lines.append('  - or retry when this machine can reach the download address.')
     else:
-        lines.append('  - or allow the download (download=True; needs internet: %s).'
-                     % CIFAR10_URL)
+        lines.append('  - or allow the download (leave out --no_download; download=True in '
+                     'Python; needs internet: %s).' % CIFAR10_URL)
     return '\n'.join(lines)
 
 
@@ -354,17 +354,42 @@ def download_cifar10(root, url=CIFAR10_URL, md5=CIFAR10_MD5, timeout=60.0):
     """Fetch and safely extract the archive into ``root``; return root/cifar-10-batches-py.
 
     An archive already in ``root`` with the right md5 is reused. Raises CifarDownloadError.
+    A failed or interrupted download removes the folders it created (if still empty): nothing
+    is left behind but a complete, md5-checked archive.
     """
     root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+    created = _folders_to_create(root)
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as err:
         raise CifarDownloadError('cannot create %s (%s)' % (root, err)) from err
-    archive = os.path.join(root, ARCHIVE_NAME)
-    if not (os.path.isfile(archive) and _md5_of(archive) == md5.lower()):
-        _fetch(url, archive, md5, timeout)
-    _extract(archive, root)
+    done = False
+    try:
+        archive = os.path.join(root, ARCHIVE_NAME)
+        if not (os.path.isfile(archive) and _md5_of(archive) == md5.lower()):
+            _fetch(url, archive, md5, timeout)
+        _extract(archive, root)
+        done = True
+    finally:
+        if not done:
+            for folder in created:  # deepest first; stops at the first one not empty
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
     return os.path.join(root, ARCHIVE_FOLDER)
+
+
+def _folders_to_create(path):
+    """The folders ``os.makedirs(path)`` would create, deepest first."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -488,6 +513,13 @@ class CifarBatches:
         full, rest = divmod(self.num_images, self.batch_size)
         count = full if self.train else full + (rest > 0)
         return count if self.max_batches is None else min(count, self.max_batches)
+
+    @property
+    def images_per_epoch(self):
+        """How many images one pass yields (all test images, unless max_batches cuts it)."""
+        if self.train:
+            return len(self) * self.batch_size
+        return min(self.num_images, len(self) * self.batch_size)
 
     def set_epoch(self, epoch):
         """Make the next iteration use ``epoch``'s shuffle and augmentation."""

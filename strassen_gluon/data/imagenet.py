@@ -20,6 +20,8 @@ import os
 import mxnet as mx
 import numpy as np
 
+from ..errors import DataError
+
 # RGB statistics of ImageNet on the 0-255 scale.
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 IMAGENET_STD = (58.393, 57.12, 57.375)
@@ -127,6 +129,10 @@ class RecordBatches:
                              train=train, idx_path=self.idx_path, num_parts=num_parts,
                              part_index=part_index, num_workers=num_workers)
         self.seed, self.epoch = seed, 0
+        for path in (rec_path, self.idx_path):
+            if not os.path.isfile(path):
+                raise DataError('%s: no such file (a RecordIO file and its .idx index are '
+                                'needed; tools/im2rec.py of MXNet writes both)' % path)
         records = count_records(self.idx_path)
         if train:
             self.batches = batches_per_epoch(records, batch_size, num_parts)

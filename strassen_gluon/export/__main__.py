@@ -6,27 +6,33 @@ W_c packed at 2 bits per weight (save_exported(..., packed=True); load_exported 
 prints the deployed model's size (strassen_gluon.count). --check runs the ONNX file in
 onnxruntime on a random batch and compares it with MXNet.
 
+The language model (st_charlm) exports with --packed (its SPN LSTM, highway and char-CNN layers
+in the numpy deployment form); --onnx is refused for it: the ONNX graph covers feed-forward image
+networks.
+
 Exit status (strassen_gluon.errors): 0 done; 1 run folder missing or without a checkpoint, or
-its SPN layers not ternary; 2 bad options; 4 --check found a relative difference >= 1e-4.
+its SPN layers not ternary; 2 bad options, including an output file that cannot be written
+(checked before anything is loaded) and --onnx of a recurrent network; 4 --check found a
+relative difference >= 1e-4. Output files are written whole or not at all.
 """
-import argparse
 import sys
 
 import mxnet as mx
 
 from .. import cli
 from ..count import example_inputs, human
-from ..errors import CheckFailed
+from ..errors import CheckFailed, UsageError
+from ..files import require_writable
 from ..train.teacher import load_trained
 from .forms import export_model, save_exported
-from .onnx_file import check_onnx, require_ternary, to_onnx
+from .onnx_file import check_onnx, require_feedforward, require_ternary, to_onnx
 
 MODULE = 'strassen_gluon.export'
 CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - MXNet| relative to max |MXNet output|
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m ' + MODULE, description=__doc__.split(
+    parser = cli.Parser(prog='python -m ' + MODULE, description=__doc__.split(
         '\n\n')[1], formatter_class=cli.HelpFormatter)
     parser.add_argument('run_dir', metavar='RUN_DIR',
                         help='run folder of a training command, or one of its ckpt-* folders')
@@ -36,13 +42,15 @@ def parse_args(argv=None):
                              'below %g)' % CHECK_TOLERANCE)
     parser.add_argument('--packed', metavar='FILE.npz',
                         help='write the deployment form with W_b and W_c at 2 bits per weight')
-    parser.add_argument('--input_size', type=int, default=None,
+    parser.add_argument('--input_size', type=cli.at_least(1), default=None,
                         help="image side S of the (N, 3, S, S) input (default: the model's)")
     parser.add_argument('--opset', type=int, default=None,
                         help="ONNX opset to declare (13 up to the exporter's, default the "
                              "exporter's: 21 with onnx 1.16.2)")
-    parser.add_argument('--check_batch', type=int, default=8, help='batch size of --check')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the --check batch')
+    parser.add_argument('--check_batch', type=cli.at_least(1), default=8,
+                        help='batch size of --check')
+    parser.add_argument('--seed', type=cli.at_least(0), default=0,
+                        help='seed of the --check batch')
     args = parser.parse_args(argv)
     if not args.onnx and not args.packed:
         parser.error('give --onnx FILE, --packed FILE.npz or both')
@@ -53,18 +61,24 @@ def parse_args(argv=None):
         if not 13 <= args.opset <= onnx_opset_version():
             parser.error('--opset takes 13 to %d (the exported nodes are opset 13 ones, stamped '
                          '%d by the exporter)' % (onnx_opset_version(), onnx_opset_version()))
-    if args.check_batch < 1:
-        parser.error('--check_batch must be at least 1')
     return args
 
 
 def export(args, say=print):
+    for option, path in (('--onnx', args.onnx), ('--packed', args.packed)):
+        if path:
+            require_writable(path, option)
     ctx = mx.cpu()
     net, meta, ckpt = load_trained(args.run_dir, ctx)
     say('%s from %s (phase %s, epoch %s)' % (meta['model'], ckpt, meta.get('phase_mode', '-'),
                                              meta.get('epoch', '-')))
     require_ternary(net)
-    shape = example_inputs(net, args.input_size, ctx)[0].shape
+    if args.onnx:
+        require_feedforward(net)
+    try:
+        shape = example_inputs(net, args.input_size, ctx)[0].shape
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.onnx:
         report = to_onnx(net, args.onnx, shape, opset=args.opset)
         size = report['size']

@@ -22,6 +22,7 @@ from mxnet import nd
 
 from ..config import Phase
 from ..errors import PhaseError
+from ..files import atomic_path
 from ..layers.spn import SPNConv2D, SPNDense, spn_layers
 from ..layers.spn_lstm import KINDS, SPNLSTM
 from .packing import pack_arrays, unpack_arrays
@@ -184,10 +185,12 @@ def unflatten_forms(flat):
 
 
 def save_exported(path, exported, packed=False):
-    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays).
-    packed=True stores W_b and W_c at 2 bits per weight (see packing)."""
+    """Save export_model's result as one .npz (arrays keyed 'layer/field'; geometry as arrays)
+    at exactly `path` (no '.npz' appended), atomically. packed=True stores W_b and W_c at 2 bits
+    per weight (see packing)."""
     flat = flatten_forms(exported)
-    np.savez_compressed(path, **(pack_arrays(flat) if packed else flat))
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        np.savez_compressed(f, **(pack_arrays(flat) if packed else flat))
 
 
 def load_exported(path):

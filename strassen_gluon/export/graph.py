@@ -22,7 +22,7 @@ import numpy as np
 from mxnet import cpu, nd
 from mxnet.gluon import HybridBlock, nn
 
-from ..convert.initialise import batchnorm_affine
+from ..convert.batchnorm import batchnorm_affine
 from ..convert.walk import named_blocks, replace_child
 from ..gluon_compat import (conv_options, imperative, is_initialized, layer_options,
                             named_children)

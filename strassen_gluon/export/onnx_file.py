@@ -19,6 +19,10 @@ declares an older opset for the same nodes (restamp_opset; checked the same way)
 A network whose SPN layers are not all in phase TERNARY is refused (PhaseError): its W_b/W_c are
 not ternary yet, so there is no deployed form to write; train it through the ternary phases
 first. Networks without SPN layers (resnet20, ...) export with their batch norms folded.
+Recurrent networks (the language model's LSTM) are refused (UsageError,
+:func:`require_feedforward`): the graph above is that of feed-forward image networks, and ONNX's
+LSTM operator takes dense gate matrices, which would hide the ternary W_b/W_c; their deployment
+form is the numpy one (``export_model`` / ``save_exported``, run by ``spn_lstm_reference``).
 """
 import os
 import tempfile
@@ -26,15 +30,31 @@ import tempfile
 import mxnet as mx
 import numpy as np
 from mxnet import nd
+from mxnet.gluon import rnn
 
 from ..config import Phase
 from ..count import count_model
-from ..errors import PhaseError
+from ..errors import PhaseError, UsageError
+from ..files import atomic_path
 from ..layers.spn import spn_layers
+from ..layers.spn_lstm import SPNLSTM
 from .graph import TERNARY_TAG, context_of, inference_net
 
+RECURRENT = (SPNLSTM, rnn.LSTM, rnn.GRU, rnn.RNN, rnn.HybridRecurrentCell)
 # onnx and onnxruntime are imported where used, so that the rest of strassen_gluon.export (the
 # numpy form, the inference graph) works without them.
+
+
+def require_feedforward(net):
+    """UsageError when `net` has a recurrent layer (an SPN LSTM or a Gluon RNN): to_onnx writes
+    feed-forward image networks only (module docstring)."""
+    found = []
+    net.apply(lambda block: found.append(block) if isinstance(block, RECURRENT) else None)
+    if found:
+        raise UsageError('%s has a recurrent layer (%s): ONNX export covers feed-forward image '
+                         'networks only; its deployment form is the numpy one (--packed '
+                         'FILE.npz, or strassen_gluon.export.save_exported)'
+                         % (net.name, type(found[0]).__name__))
 
 
 def require_ternary(net):
@@ -122,12 +142,14 @@ def restamp_opset(model, opset):
 def to_onnx(net, path, input_shape, opset=None, dynamic_batch=True):
     """Write the deployed form of the trained `net` to the ONNX file `path` for inputs of
     `input_shape` (N, C, H, W) (see the module docstring); with dynamic_batch the file takes any
-    batch size N. Raises PhaseError for a network not in phase TERNARY.
+    batch size N. Raises PhaseError for a network not in phase TERNARY, UsageError for a
+    recurrent one.
 
     Returns {'path', 'opset', 'ternary_initializers': {name: size}, 'ternary_values',
     'size': deployed_size(...), 'file_bytes'}.
     """
     import onnx
+    require_feedforward(net)
     require_ternary(net)
     input_shape = tuple(int(v) for v in input_shape)
     deployed = inference_net(net, fold_scales=False, hybridize=True,
@@ -145,7 +167,8 @@ def to_onnx(net, path, input_shape, opset=None, dynamic_batch=True):
                         'holding only -1, 0, 1; scales are separate Mul nodes.'
                         % (net.name, TERNARY_TAG))
     onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, tmp)
     return {'path': path, 'opset': model.opset_import[0].version,
             'ternary_initializers': ternary, 'ternary_values': sum(ternary.values()),
             'size': deployed_size(net, input_shape), 'file_bytes': os.path.getsize(path)}

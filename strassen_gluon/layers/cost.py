@@ -1,12 +1,25 @@
 """What an SPN layer costs for one call: multiplications, additions and bits (SPEC 5.1).
 
-The SPN layers report these through their public ``cost(in_shapes, out_shape, phase)``
-method, which :mod:`strassen_gluon.count` calls for every SPN layer of a model; the
-conventions are documented there. A layer in phase DENSE costs what the dense layer costs.
+The SPN layers report these through their public ``cost(in_shapes, out_shape, phase,
+convention)`` method, which :mod:`strassen_gluon.count` calls for every SPN layer of a model;
+the conventions are documented there and in docs/counting.md. A layer in phase DENSE costs what
+the dense layer costs, in either convention.
+
+Conventions (CONVENTIONS):
+
+* 'exact': what this implementation computes and stores: whole p x p blocks (ceil(H/p)·ceil(W/p)
+  per image), W_b's full enlarged kernel K_b = (p - 1)·s + k in additions and size, and the output
+  bias (the SPN batch norm's shift) in the size.
+* 'paper': the StrassenNets poster's Table 1: fractional block positions (H·W/p²), in the size
+  only the W_b taps that a block's receptive field has (min((p - 1)·s + k, p·k) per axis: 2x2 for
+  a 1x1 stride-2 convolution at p = 2, whose K_b = 3 kernel has holes), no bias bits; additions
+  count W_b's full kernel, as the poster did.
 """
 from math import ceil, prod
 
 from ..config import Phase
+
+CONVENTIONS = ('exact', 'paper')
 
 FP_BITS = 32
 TERNARY_BITS = 2
@@ -34,7 +47,25 @@ def _has_spn_batchnorm(block):
     return bool(getattr(block, 'batch_norm', False))
 
 
-def spn_conv_cost(block, in_shapes, out_shape, phase):
+def check_convention(convention):
+    if convention not in CONVENTIONS:
+        raise ValueError('unknown counting convention %r; choose one of %s'
+                         % (convention, ', '.join(CONVENTIONS)))
+    return convention
+
+
+def whole(x):
+    """x as an int when it is one (fractional block counts make floats)."""
+    return int(x) if x == int(x) else x
+
+
+def receptive_taps(kernel, strides, p):
+    """Distinct input positions per axis that a p x p block of outputs reads: (p - 1)·s + k, or
+    p·k when the stride skips pixels (s > k)."""
+    return tuple(min((p - 1) * s + k, p * k) for k, s in zip(kernel, strides))
+
+
+def spn_conv_cost(block, in_shapes, out_shape, phase, convention='exact'):
     n, c_out, h, w = out_shape
     c_in = block.in_channels
     (kh, kw), (kbh, kbw) = block.kernel, block.kernel_b
@@ -48,17 +79,23 @@ def spn_conv_cost(block, in_shapes, out_shape, phase):
         row.update(mults=macs, adds=macs, bits=FP_BITS * (c_out * c_in * kh * kw + bias))
         return [row]
     r, p = block.r, block.out_patch
-    blocks = n * ceil(h / p) * ceil(w / p)
     # One addition per weight slot of W_b and W_c per p x p block.
     wb = r * (c_in // block.groups) * kbh * kbw
     wc = 0 if block.identity_out else p * p * c_out * r
-    has_bias = block.use_bias or _has_spn_batchnorm(block)
-    row.update(mults=r * blocks, adds=(wb + wc) * blocks,
-               bits=spn_bits(phase, wb, wc, r, p * p * c_out if has_bias else 0))
+    if check_convention(convention) == 'paper':
+        blocks = n * h * w / (p * p)
+        th, tw = receptive_taps(block.kernel, block.strides, p)
+        stored_wb, bias = r * (c_in // block.groups) * th * tw, 0
+    else:
+        blocks = n * ceil(h / p) * ceil(w / p)
+        has_bias = block.use_bias or _has_spn_batchnorm(block)
+        stored_wb, bias = wb, p * p * c_out if has_bias else 0
+    row.update(mults=whole(r * blocks), adds=whole((wb + wc) * blocks),
+               bits=spn_bits(phase, stored_wb, wc, r, bias))
     return [row]
 
 
-def spn_dense_cost(block, in_shapes, out_shape, phase):
+def spn_dense_cost(block, in_shapes, out_shape, phase, convention='exact'):
     rows = size(out_shape) // block.units
     units, in_units, r = block.units, block.in_units, block.r
     row = {'type': 'dense', 'spn': phase != Phase.DENSE, 'phase': phase.name.lower(), 'r': r,
@@ -70,12 +107,13 @@ def spn_dense_cost(block, in_shapes, out_shape, phase):
         return [row]
     wb, wc = r * in_units, 0 if block.identity_out else units * r
     has_bias = block.use_bias or _has_spn_batchnorm(block)
-    row.update(mults=rows * r, adds=rows * (wb + wc),
-               bits=spn_bits(phase, wb, wc, r, units if has_bias else 0))
+    bias = units if has_bias and check_convention(convention) == 'exact' else 0
+    row.update(mults=rows * r, adds=rows * (wb + wc), bits=spn_bits(phase, wb, wc, r, bias))
     return [row]
 
 
-def recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode='lstm'):
+def recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode='lstm',
+                   convention='exact'):
     """Rows for a recurrent layer: its matrices, then the cells' elementwise products.
 
     `block` is an SPN LSTM layer (r, identity_out), or None for a dense Gluon RNN layer.
@@ -91,8 +129,9 @@ def recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode='
         wc = 0 if block.identity_out else 2 * gates * hidden * r
         per_step = sum(gates * r * 2 for _ in layer_inputs)
         adds = sum(gates * r * (n_in + hidden) + wc for n_in in layer_inputs)
-        bits = sum(spn_bits(phase, gates * r * (n_in + hidden), wc, gates * 2 * r,
-                             gates * 2 * hidden) for n_in in layer_inputs)
+        bias = gates * 2 * hidden if check_convention(convention) == 'exact' else 0
+        bits = sum(spn_bits(phase, gates * r * (n_in + hidden), wc, gates * 2 * r, bias)
+                   for n_in in layer_inputs)
         matrix.update(mults=steps * per_step, adds=steps * adds, bits=bits)
     else:
         if block is not None:
@@ -108,8 +147,8 @@ def recurrent_rows(block, steps, layer_inputs, hidden, directions, phase, mode='
     return [matrix, cell] if mode == 'lstm' else [matrix]
 
 
-def spn_lstm_cost(block, in_shapes, out_shape, phase):
+def spn_lstm_cost(block, in_shapes, out_shape, phase, convention='exact'):
     steps = in_shapes[0][0] * in_shapes[0][1]  # (T, N, C)
     hidden = block.hidden_size
     layer_inputs = [block.input_size] + [hidden] * (block.num_layers - 1)
-    return recurrent_rows(block, steps, layer_inputs, hidden, 1, phase)
+    return recurrent_rows(block, steps, layer_inputs, hidden, 1, phase, convention=convention)

@@ -6,7 +6,7 @@ W_c become ternary. In the convolution, W_b is a convolution to r channels whose
 the receptive field of a p x p block of outputs (p = out_patch), followed by a batch norm with
 fixed γ; W_c maps the r channels back to c_out channels for each of the p² positions of the block.
 
-Two implementation choices keep the layers fast and stable on MXNet 1.x (measured; README):
+Two implementation choices keep the layers fast and stable on MXNet 1.x (measured; docs/library.md):
 
 * ã is never a separate product with the activations (its backward is slow on CPU). With the
   SPN batch norm (always in the convolution), ã ⊙ BN(h) is computed as one batch norm whose γ is
@@ -22,12 +22,16 @@ Two implementation choices keep the layers fast and stable on MXNet 1.x (measure
 The phase (see :class:`~strassen_gluon.config.Phase`) is a Python attribute, not a parameter: it
 changes the graph, so :func:`set_phase` clears cached graphs. ã is kept in [0, 100] by
 :func:`clip_scales` after each optimizer step (projected gradient, as the original's in-place clip).
+
+``compute_dtype`` 'bfloat16' (set by strassen_gluon.train.precision) computes the products in
+bfloat16: the input and the weights are cast inside the graph after the quantizer, which like
+every parameter, the batch norm's statistics and the gradients of the parameters stays float32.
 """
 from mxnet import initializer
 from mxnet.gluon import HybridBlock
 
 from ..config import Phase
-from ..gluon_compat import clear_cached_graph, own_params
+from ..gluon_compat import clear_cached_graph, own_params, to_dtype
 from ..quant import fake_quantize, get_quantizer
 from .cost import spn_conv_cost, spn_dense_cost
 
@@ -114,6 +118,7 @@ class SPNBlock(HybridBlock):
         self._quantizer = get_quantizer(quantizer)
         self._phase = Phase.parse(phase)
         self._frozen = False
+        self._compute_dtype = 'float32'
         # identity_out: W_c is the identity (r = output units) and is neither stored nor applied
         # (the language model's char CNN and quant modes 6/7). fixed_scale: ã stays at 1 (TWN).
         self.identity_out = bool(identity_out)
@@ -140,12 +145,12 @@ class SPNBlock(HybridBlock):
         """The SPN batch norm's running mean and variance (none without a batch norm)."""
         return []
 
-    def cost(self, in_shapes, out_shape, phase=None):
+    def cost(self, in_shapes, out_shape, phase=None, convention='exact'):
         """Multiplications, additions and bits of one call with these shapes, as rows (dicts
         with type, spn, mults, adds, bits, ...; see layers/cost.py and strassen_gluon.count),
-        counted in `phase` (default: the layer's own)."""
+        counted in `phase` (default: the layer's own) with the counting `convention`."""
         phase = self._phase if phase is None else Phase.parse(phase)
-        return self.cost_formula(self, in_shapes, out_shape, phase)
+        return self.cost_formula(self, in_shapes, out_shape, phase, convention)
 
     cost_formula = None  # subclasses: a function of layers/cost.py
 
@@ -157,6 +162,28 @@ class SPNBlock(HybridBlock):
     def phase(self, value):
         self._phase = Phase.parse(value)
         self._update_grad_req()
+
+    @property
+    def compute_dtype(self):
+        """'float32' or 'bfloat16': the type of the products (parameters stay float32)."""
+        return self._compute_dtype
+
+    @compute_dtype.setter
+    def compute_dtype(self, value):
+        if value not in ('float32', 'bfloat16'):
+            raise ValueError("compute_dtype must be 'float32' or 'bfloat16', not %r" % (value,))
+        self._compute_dtype = value
+        clear_cached_graph(self)
+
+    def _compute(self, F, x):
+        """`x` in the compute dtype (unchanged in float32: the graph stays as it was)."""
+        return x if self._compute_dtype == 'float32' else to_dtype(F, x, self._compute_dtype)
+
+    def _in_float32(self, F, x, operation):
+        """operation(x) computed in float32 (pad and transpose have no bfloat16 kernel)."""
+        if self._compute_dtype == 'float32':
+            return operation(x)
+        return self._compute(F, operation(to_dtype(F, x, 'float32')))
 
     @property
     def frozen(self):
@@ -309,15 +336,18 @@ class SPNConv2D(_SPNWithBatchNorm):
     def hybrid_forward(self, F, x, **params):
         if hasattr(x, 'shape'):  # imperative call: the input size is known, check it early
             self.output_size(*x.shape[2:])
+        x = self._compute(F, x)
         bias = params.get('bias')
         if self._phase == Phase.DENSE:
             weight = with_shape_anchor(F, params['dense_weight'], params, self._unused_params(), 4)
-            return F.Convolution(x, weight, bias, kernel=self.kernel, stride=self.strides,
+            return F.Convolution(x, self._compute(F, weight),
+                                 None if bias is None else self._compute(F, bias),
+                                 kernel=self.kernel, stride=self.strides,
                                  pad=self.padding, num_filter=self.channels,
                                  no_bias=bias is None)
         p = self.out_patch
         wb = self._maybe_quantize(F, params['wb'], self._phase.ternary_b)
-        wb = with_shape_anchor(F, wb, params, self._unused_params(), 4)
+        wb = self._compute(F, with_shape_anchor(F, wb, params, self._unused_params(), 4))
         if p == 1:
             # Blocks are single pixels: W_b is the dense convolution's shape with r filters.
             h = F.Convolution(x, wb, kernel=self.kernel, stride=self.strides, pad=self.padding,
@@ -325,19 +355,20 @@ class SPNConv2D(_SPNWithBatchNorm):
         else:
             (ph, pw), (sh, sw) = self.padding, self.strides
             eh, ew = (p - 1) * sh, (p - 1) * sw
-            x = F.pad(x, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew))
+            x = self._in_float32(F, x, lambda t: F.pad(
+                t, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew)))
             h = F.Convolution(x, wb, kernel=self.kernel_b, stride=(p * sh, p * sw),
                               num_filter=self.r, num_group=self.groups, no_bias=True)
         if self.identity_out:
             return self._scaled_hidden(F, h, params, axis=1, bias=bias)
         h = self._scaled_hidden(F, h, params, axis=1)
-        wc = self._maybe_quantize(F, params['wc'], self._phase.ternary_c)
-        if bias is not None and p > 1:
-            bias = F.repeat(bias, repeats=p * p)
+        wc = self._compute(F, self._maybe_quantize(F, params['wc'], self._phase.ternary_c))
+        if bias is not None:
+            bias = self._compute(F, F.repeat(bias, repeats=p * p) if p > 1 else bias)
         y = F.Convolution(h, wc, bias, kernel=(1, 1), num_filter=p * p * self.channels,
                           no_bias=bias is None)
         if p > 1:
-            y = pixel_shuffle(F, y, self.channels, p)
+            y = self._in_float32(F, y, lambda t: pixel_shuffle(F, t, self.channels, p))
             y = crop_to_dense_output(F, y, x, self.kernel, self.strides, p)
         return y
 
@@ -396,13 +427,16 @@ class SPNDense(_SPNWithBatchNorm):
             # none (frozen W_b/W_c): the bias would keep a stale gradient. Add it after the
             # product instead, where autograd always reaches it.
             bias, late_bias = None, bias
-        out = self._forward(F, x, bias, params)
-        return out if late_bias is None else F.broadcast_add(out, late_bias)
+        out = self._forward(F, self._compute(F, x), bias, params)
+        return out if late_bias is None else F.broadcast_add(out, self._compute(F, late_bias))
 
     def _forward(self, F, x, bias, params):
+        # The weights are cast to the compute dtype just before their product (after the
+        # quantizer and the folding of ã); a bias into the batch norm stays float32.
+        fc_bias = None if bias is None else self._compute(F, bias)
         if self._phase == Phase.DENSE:
             weight = with_shape_anchor(F, params['dense_weight'], params, self._unused_params(), 2)
-            return F.FullyConnected(x, weight, bias, num_hidden=self.units,
+            return F.FullyConnected(x, self._compute(F, weight), fc_bias, num_hidden=self.units,
                                     flatten=self.flatten, no_bias=bias is None)
         wb = self._maybe_quantize(F, params['wb'], self._phase.ternary_b)
         wb = with_shape_anchor(F, wb, params, self._unused_params(), 2)
@@ -416,16 +450,18 @@ class SPNDense(_SPNWithBatchNorm):
             else:
                 wc = F.broadcast_mul(wc, F.reshape(scale, (1, -1)))
             if wc is None:
-                return F.FullyConnected(x, wb, bias, num_hidden=self.units,
+                return F.FullyConnected(x, self._compute(F, wb), fc_bias, num_hidden=self.units,
                                         flatten=self.flatten, no_bias=bias is None)
-            h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
+            h = F.FullyConnected(x, self._compute(F, wb), num_hidden=self.r,
+                                 flatten=self.flatten, no_bias=True)
         else:
-            h = F.FullyConnected(x, wb, num_hidden=self.r, flatten=self.flatten, no_bias=True)
+            h = F.FullyConnected(x, self._compute(F, wb), num_hidden=self.r,
+                                 flatten=self.flatten, no_bias=True)
             if wc is None:
                 return self._scaled_hidden(F, h, params, axis=-1, bias=bias)
             h = self._scaled_hidden(F, h, params, axis=-1)
-        return F.FullyConnected(h, wc, bias, num_hidden=self.units, flatten=False,
-                                no_bias=bias is None)
+        return F.FullyConnected(h, self._compute(F, wc), fc_bias, num_hidden=self.units,
+                                flatten=False, no_bias=bias is None)
 
     def __repr__(self):
         return '{}({} -> {}, r={}{}, phase={})'.format(

@@ -14,6 +14,12 @@ for all indices; :func:`brent_residual` checks them in integer arithmetic, so "e
 proof, not a tolerance. Strassen's algorithm is the 2x2x2 case with R = 7 (file
 ``algorithms/strassen_2x2x2.json``).
 
+An :class:`Algorithm` may be inexact (``--verify`` reports how far off one is), but the
+functions that compute products with one, :func:`multiply` and :func:`apply`, check the Brent
+equations first and refuse an inexact one (:func:`require_exact`). Coefficients follow one rule
+whatever their source (JSON file, Python lists, numpy arrays): numbers with an integer value,
+so 1.0 is the coefficient 1; 0.5, booleans and NaN are refused.
+
 Additions are counted naively (no reuse of common subexpressions): a row of W_a or W_b with
 z > 0 nonzeros costs z - 1 additions (forming one factor), and a row of W_c with z > 0 nonzeros
 costs z - 1 additions (forming one output entry). Strassen's algorithm counts 18 this way; the
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_text_atomic
 from .cse import cse_additions
 
 ALGORITHMS_DIR = Path(__file__).resolve().parent.parent / 'algorithms'
@@ -105,28 +112,42 @@ class Algorithm:
         return algorithm
 
 
+def _integer_entry(entry):
+    """True for a number with an integer value: 1, np.int8(1), 1.0 and np.float32(-1.0) alike;
+    False for 0.5, booleans, NaN, infinities, strings and floats too large to be exact."""
+    if isinstance(entry, (bool, np.bool_)):
+        return False
+    if isinstance(entry, (int, np.integer)):
+        return True
+    if isinstance(entry, (float, np.floating)):
+        return bool(np.isfinite(entry)) and float(entry).is_integer() and abs(entry) < 2 ** 53
+    return False
+
+
 def _integer_matrix(value, name):
+    """`value` (nested lists as read from JSON, or a numpy array) as an int64 matrix.
+
+    One rule for every source: an entry is a number with an integer value, so 1 and 1.0 are the
+    same coefficient (JSON does not tell them apart); 0.5, true/false and NaN are refused.
+    """
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in 'iub':
-            if value.dtype.kind == 'f' and np.array_equal(value, np.round(value)):
-                value = np.round(value)
-            else:
-                raise ValueError('%s must hold integers, got dtype %s' % (name, value.dtype))
-        array = value.astype(np.int64)
+        if value.ndim != 2:
+            raise ValueError('%s must be a matrix, got %d dimensions' % (name, value.ndim))
+        rows = value.tolist()
     else:
         rows = value if isinstance(value, (list, tuple)) else None
         if not rows or not all(isinstance(row, (list, tuple)) for row in rows):
             raise ValueError('%s must be a non-empty list of rows (lists of integers)' % name)
-        for row in rows:
-            for entry in row:
-                if not isinstance(entry, int) or isinstance(entry, bool):
-                    raise ValueError('%s must hold integers only, found %r' % (name, entry))
         if len({len(row) for row in rows}) != 1:
             raise ValueError('%s has rows of different lengths' % name)
-        array = np.array(rows, dtype=np.int64)
-    if array.ndim != 2:
-        raise ValueError('%s must be a matrix, got %d dimensions' % (name, array.ndim))
-    return array
+    for row in rows:
+        for entry in row:
+            if not _integer_entry(entry):
+                raise ValueError('%s must hold integers (1.0 counts as 1), found %r'
+                                 % (name, entry))
+    if not rows or not rows[0]:
+        raise ValueError('%s is empty' % name)
+    return np.array(rows, dtype=np.int64)
 
 
 def brent_residual(algorithm):
@@ -139,6 +160,22 @@ def brent_residual(algorithm):
 def is_exact(algorithm):
     """True iff every Brent equation holds (integer arithmetic, no tolerance)."""
     return not brent_residual(algorithm).any()
+
+
+def require_exact(algorithm):
+    """Raise ValueError unless every Brent equation holds.
+
+    :func:`multiply` and :func:`apply` call it on every call (the arrays of an Algorithm can be
+    changed in place, so an earlier check proves nothing), so an algorithm with a wrong
+    coefficient never returns a product; it costs one R x MK x KN x MN integer contraction.
+    """
+    residual = brent_residual(algorithm)
+    if residual.any():
+        raise ValueError('the %dx%dx%d algorithm of rank %d is not exact: %d of %d Brent '
+                         'equations are violated (matmul.evaluate reports them); refusing to '
+                         'compute with it' % (algorithm.m, algorithm.k, algorithm.n,
+                                              algorithm.rank, np.count_nonzero(residual),
+                                              residual.size))
 
 
 def count_additions(algorithm):
@@ -193,8 +230,10 @@ def canonical_signs(algorithm):
 
 
 def multiply(algorithm, a, b):
-    """A·B computed by the algorithm (its R multiplications); a and b are numpy matrices."""
+    """A·B computed by the algorithm (its R multiplications); a and b are numpy matrices.
+    ValueError for an algorithm that is not exact (:func:`require_exact`)."""
     alg = algorithm
+    require_exact(alg)
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != (alg.m, alg.k) or b.shape != (alg.k, alg.n):
         raise ValueError('expected a %dx%d and a %dx%d matrix, got %s and %s'
@@ -260,7 +299,7 @@ def save_algorithm(algorithm, path):
     report = evaluate(algorithm)
     costs = '"additions": %d, "additions_cse": %d' % (report['additions'], report['additions_cse'])
     body = ',\n'.join(['  ' + sizes, '  ' + costs] + [matrix(key) for key in ('W_a', 'W_b', 'W_c')])
-    Path(path).write_text('{\n%s\n}\n' % body)
+    write_text_atomic(path, '{\n%s\n}\n' % body)
 
 
 
@@ -269,7 +308,9 @@ def apply(algorithm, a, b):
     """A·B for matrices whose sizes are multiples of the algorithm's: A is cut into M x K blocks
     and B into K x N blocks, the R block products are formed by the algorithm and each is
     computed by :func:`apply` again while its blocks still divide (otherwise with ``@``).
-    Exact for integer matrices (no rounding anywhere)."""
+    Exact for integer matrices (no rounding anywhere). ValueError for an algorithm that is not
+    exact (:func:`require_exact`)."""
+    require_exact(algorithm)
     return _apply(algorithm, np.asarray(a), np.asarray(b))[0]
 
 

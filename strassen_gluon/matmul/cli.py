@@ -1,9 +1,18 @@
-"""The command line: python -m strassen_gluon.matmul."""
-import argparse
+"""The command line: python -m strassen_gluon.matmul.
+
+Exit status: 0 an exact algorithm was found (or --verify: the file's algorithm is exact); 1 none
+was found (--verify: not exact); 2 bad input: an option out of range, an input file that cannot
+be read or is malformed, an output file (--json) that cannot be written (checked before the
+search starts); 130 Ctrl-C. Options are spelled with underscores (--time_limit); the older dash
+spellings (--time-limit) are accepted as aliases.
+"""
 import sys
 from dataclasses import fields
 
+from .. import cli
 from ..cli import at_least
+from ..errors import UsageError
+from ..files import require_writable
 from .algebra import (describe, evaluate, load_algorithm, matmul_tensor, rank_lower_bound,
                       save_algorithm)
 from .flip import DEFAULT_PLATEAU, flip_search
@@ -21,7 +30,7 @@ def default_method(m, k, n):
 
 def parse_args(argv=None):
     defaults = SearchConfig()
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog='python -m strassen_gluon.matmul',
         description='Learn an exact {-1,0,1} algorithm multiplying an MxK by a KxN matrix with '
                     'RANK multiplications, verified in integer arithmetic; or verify one '
@@ -34,11 +43,11 @@ def parse_args(argv=None):
                         help="search: 'spn' (the paper's bilinear SPN), 'flip' (flip-graph "
                              "random walk) or 'auto': spn for 2x2x2 and smaller, flip for "
                              "larger formats (default %(default)s)")
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=at_least(0), default=0,
                         help='seed of the search; restart i uses a seed derived from (SEED, i)')
     parser.add_argument('--restarts', type=at_least(1), default=DEFAULT_RESTARTS,
                         help='fresh populations to try (default %(default)s)')
-    parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
+    parser.add_argument('--time_limit', '--time-limit', type=float, default=None, metavar='SECONDS',
                         help='give up after this many seconds in total (flip default: %d)'
                              % DEFAULT_FLIP_TIME_LIMIT)
     parser.add_argument('--json', metavar='FILE', help='write the algorithm found to FILE')
@@ -54,15 +63,18 @@ def parse_args(argv=None):
     group = parser.add_argument_group('SPN hyperparameters, --method spn (defaults in brackets)')
     group.add_argument('--population', type=at_least(1), default=defaults.population,
                        help='candidates trained at once per restart [%(default)s]')
-    group.add_argument('--fp-steps', type=at_least(0), default=defaults.fp_steps,
+    group.add_argument('--fp_steps', '--fp-steps', type=at_least(0), default=defaults.fp_steps,
                        help='full-precision steps [%(default)s]')
-    group.add_argument('--anneal-steps', type=at_least(0), default=defaults.anneal_steps,
+    group.add_argument('--anneal_steps', '--anneal-steps', type=at_least(0),
+                       default=defaults.anneal_steps,
                        help='steps while the pull towards {-1,0,1} grows [%(default)s]')
-    group.add_argument('--ternary-steps', type=at_least(0), default=defaults.ternary_steps,
+    group.add_argument('--ternary_steps', '--ternary-steps', type=at_least(0),
+                       default=defaults.ternary_steps,
                        help='steps with a ternarised forward pass [%(default)s]')
     group.add_argument('--lr', type=float, default=defaults.lr,
                        help='Adam learning rate [%(default)s]')
-    group.add_argument('--batch-size', type=at_least(1), default=defaults.batch_size,
+    group.add_argument('--batch_size', '--batch-size', type=at_least(1),
+                       default=defaults.batch_size,
                        help='random matrix pairs per step [%(default)s]')
     group.add_argument('--data', choices=('gaussian', 'basis'), default=defaults.data,
                        help='training matrices: Gaussian, or all pairs of unit matrices '
@@ -85,7 +97,7 @@ def parse_args(argv=None):
     if args.verify is None and args.method == 'auto':
         args.method = default_method(args.m, args.k, args.n)
     if args.time_limit is not None and not args.time_limit > 0:
-        parser.error('--time-limit must be positive')
+        parser.error('--time_limit must be positive')
     try:
         args.config = SearchConfig(**{f.name: getattr(args, f.name) for f in fields(SearchConfig)
                                       if hasattr(args, f.name)})
@@ -114,20 +126,33 @@ def _print_evaluation(report, out):
 
 
 def main(argv=None, out=None):
-    """Run the command line; returns the exit code (0 found/exact, 1 not, 2 bad input)."""
-    out = out or sys.stdout
+    """Run the command line; returns the exit status (module docstring)."""
     args = parse_args(argv)
+    outcome = []
+    status = cli.run_command(lambda: outcome.append(run(args, out or sys.stdout)))
+    return outcome[0] if outcome else status
+
+
+def read_algorithm(path, option):
+    """The algorithm in the file an option names; UsageError (one line) if it cannot be read."""
+    try:
+        return load_algorithm(path)
+    except OSError as error:
+        raise UsageError('%s %s: %s' % (option, path, error.strerror or error)) from None
+    except ValueError as error:
+        raise UsageError('%s %s' % (option, error)) from None
+
+
+def run(args, out):
+    """Verify or search as the parsed `args` say; returns 0 (found/exact) or 1 (not)."""
     if args.verify is not None:
-        try:
-            algorithm = load_algorithm(args.verify)
-        except (OSError, ValueError) as error:
-            print('error: %s' % error, file=sys.stderr)
-            return 2
+        algorithm = read_algorithm(args.verify, '--verify')
         report = evaluate(algorithm)
         print('%s:' % args.verify, file=out)
         _print_evaluation(report, out)
         return 0 if report['exact'] else 1
-
+    if args.json:  # before the search: a bad path must not cost the algorithm found
+        require_writable(args.json, '--json')
     log = None if args.quiet else (lambda line: print(line, file=out, flush=True))
     if args.method == 'flip':
         return _run_flip(args, log, out)
@@ -154,14 +179,10 @@ def main(argv=None, out=None):
 def _run_flip(args, log, out):
     start = None
     if args.start is not None:
-        try:
-            start = load_algorithm(args.start)
-            if (start.m, start.k, start.n) != (args.m, args.k, args.n):
-                raise ValueError('%s is a %dx%dx%d algorithm, not %dx%dx%d'
-                                 % (args.start, start.m, start.k, start.n, args.m, args.k, args.n))
-        except (OSError, ValueError) as error:
-            print('error: %s' % error, file=sys.stderr)
-            return 2
+        start = read_algorithm(args.start, '--start')
+        if (start.m, start.k, start.n) != (args.m, args.k, args.n):
+            raise UsageError('--start %s is a %dx%dx%d algorithm, not %dx%dx%d'
+                             % (args.start, start.m, start.k, start.n, args.m, args.k, args.n))
     time_limit = args.time_limit if args.time_limit is not None else DEFAULT_FLIP_TIME_LIMIT
     if log:
         log('searching %dx%dx%d rank %d with the flip-graph walk: seed %d, from %s, '
@@ -170,18 +191,16 @@ def _run_flip(args, log, out):
     try:
         result = flip_search(args.m, args.k, args.n, args.rank, seed=args.seed, start=start,
                              time_limit=time_limit, plateau=args.plateau, log=log)
-    except ValueError as error:
-        print('error: %s' % error, file=sys.stderr)
-        return 2
+    except ValueError as error:  # the start is not exact or not ternary
+        raise UsageError('--start %s: %s' % (args.start, error) if args.start else str(error)) \
+            from None
     if not result.found:
         print('not found: no exact %dx%dx%d algorithm of rank %d after %d flip attempts, '
               '%.1f s; lowest rank reached %d'
               % (args.m, args.k, args.n, args.rank, result.steps, result.seconds,
                  result.algorithm.rank), file=out)
         if args.json:  # the best reached is still exact and may be useful
-            save_algorithm(result.algorithm, args.json)
-            print('wrote the rank-%d algorithm to %s' % (result.algorithm.rank, args.json),
-                  file=out)
+            _write(result.algorithm, args.json, out)
         return 1
     print('found: exact %dx%dx%d algorithm of rank %d in %.1f s (%d flip attempts)'
           % (args.m, args.k, args.n, result.algorithm.rank, result.seconds, result.steps),
@@ -195,5 +214,14 @@ def _report_found(algorithm, args, out):
     for line in describe(algorithm):
         print('  ' + line, file=out)
     if args.json:
-        save_algorithm(algorithm, args.json)
-        print('wrote %s' % args.json, file=out)
+        _write(algorithm, args.json, out)
+
+
+def _write(algorithm, path, out):
+    """Save to --json; the path was checked before the search, so this fails only if the
+    folder changed meanwhile."""
+    try:
+        save_algorithm(algorithm, path)
+    except OSError as error:
+        raise UsageError('--json %s: %s' % (path, error.strerror or error)) from None
+    print('wrote the rank-%d algorithm to %s' % (algorithm.rank, path), file=out)

@@ -22,6 +22,7 @@ trains a *population* of independent candidates at once (a leading axis on every
 Adam is elementwise and the loss is a sum over candidates, so this equals separate runs, at the
 cost of about one run on a CPU for these tiny matrices.
 """
+import math
 import time
 from dataclasses import dataclass
 
@@ -157,10 +158,11 @@ class SearchConfig:
             raise ValueError('anneal_steps + ternary_steps must be >= 1: the exact checks run '
                              'only in those phases')
         for name in ('lr', 'init_std'):
-            if not getattr(self, name) > 0:
-                raise ValueError('%s must be positive, not %r' % (name, getattr(self, name)))
-        if not self.pull >= 0:
-            raise ValueError('pull must be >= 0, not %r' % (self.pull,))
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError('%s must be positive and finite, not %r'
+                                 % (name, getattr(self, name)))
+        if not 0 <= self.pull < math.inf:
+            raise ValueError('pull must be >= 0 and finite, not %r' % (self.pull,))
         if self.data not in ('gaussian', 'basis'):
             raise ValueError("data must be 'gaussian' or 'basis', not %r" % (self.data,))
         get_quantizer(self.quantizer)

@@ -116,8 +116,13 @@ class CharLM(HybridBlock):
         return logits, h, c
 
 
+# The character CNN of Kim et al. (and of the original code): feature maps per kernel width.
+FEATURE_MAPS = (50, 100, 150, 200, 200, 200, 200)
+KERNELS = (1, 2, 3, 4, 5, 6, 7)
+
+
 def _config(char_vocab_size, word_vocab_size, max_word_l, char_vec_size=15,
-            feature_maps=(50, 100, 150, 200, 200, 200, 200), kernels=(1, 2, 3, 4, 5, 6, 7),
+            feature_maps=FEATURE_MAPS, kernels=KERNELS,
             highway_layers=2, rnn_size=650, num_layers=2, dropout=0.5, highway_form='kim'):
     if len(feature_maps) != len(kernels):
         raise ValueError('feature_maps (%d values) and kernels (%d values) must have the same '
@@ -181,7 +186,8 @@ def st_charlm(nbr_mul=1.0, out_nbr_mul=2000, out_identity=False, fixed_scale=Fal
                   fixed_scale=fixed_scale, dense_batchnorm=dense_batchnorm, quantizer=quantizer)
     emb, rnn_size = config['char_vec_size'], config['rnn_size']
     # The original LM initialised W_b and W_c with MXNet's default Xavier (uniform, "avg",
-    # magnitude 3), not the notebook's magnitude 2; ã starts at 1 (SPEC 2.3 differs, README).
+    # magnitude 3), not the notebook's magnitude 2; ã starts at 1 (SPEC 2.3 differs,
+    # langmod/README.md).
     common = dict(quantizer=quantizer, phase=phase, spn_initializer=initializer.Xavier())
 
     def make_conv(maps, width, prefix):

@@ -10,7 +10,7 @@ from ..config import Phase
 from ..layers import SPNConv2D
 
 
-def per_stage(value, name, stages=4):
+def stage_values(value, name, stages=4):
     """Expand one value to a per-stage list, or check that a list has one value per stage."""
     if isinstance(value, (list, tuple)):
         if len(value) != stages:

@@ -21,10 +21,11 @@ from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from .conv import dense_conv, per_stage, spn_conv_factory
+from .conv import dense_conv, stage_values, spn_conv_factory
 from .registry import register
 
 STAGE_WIDTHS = (16, 16, 32, 64)  # stem, stage 1, stage 2, stage 3
+CIFAR_INPUT_SHAPE = (1, 3, 32, 32)  # one image, what count and export feed a CIFAR model
 DEPTHS = (20, 32, 44, 56)
 NAMES = tuple('%s%d' % (kind, d) for d in DEPTHS for kind in ('st_resnet', 'resnet'))
 
@@ -41,7 +42,7 @@ class BasicBlockV1(HybridBlock):
     """conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU."""
 
     def __init__(self, channels, strides, in_channels, conv_layer, shortcut_layer=None,
-                 nbr_mul=1.0, out_patch=1, **kwargs):
+                 nbr_mul=1.0, out_patch=1, shortcut_out_patch=1, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix='body_')
@@ -54,10 +55,11 @@ class BasicBlockV1(HybridBlock):
                           nn.BatchNorm(in_channels=channels))
             if strides != 1 or in_channels != channels:
                 self.downsample = nn.HybridSequential(prefix='down_')
-                # The 1x1 shortcut works pixel by pixel: an output patch would only add cost.
+                # The 1x1 shortcut works pixel by pixel: an output patch would only add cost
+                # (the notebook's p = 1; the ImageNet model of the paper used the stage's p).
                 self.downsample.add((shortcut_layer or conv_layer)(
                                         channels, 1, strides, 0, in_channels,
-                                        nbr_mul=nbr_mul, out_patch=1),
+                                        nbr_mul=nbr_mul, out_patch=shortcut_out_patch),
                                     nn.BatchNorm(in_channels=channels))
             else:
                 self.downsample = None
@@ -68,7 +70,7 @@ class BasicBlockV1(HybridBlock):
 
 
 def residual_stage(index, count, channels, in_channels, conv_layer, shortcut_layer=None,
-                   nbr_mul=1.0, out_patch=1):
+                   nbr_mul=1.0, out_patch=1, shortcut_out_patch=1):
     """Stage `index` (1-based) of `count` basic blocks; stages after the first start with
     stride 2. Shared by the CIFAR and the ImageNet ResNets."""
     stage = nn.HybridSequential(prefix='stage%d_' % index)
@@ -77,6 +79,7 @@ def residual_stage(index, count, channels, in_channels, conv_layer, shortcut_lay
             stage.add(BasicBlockV1(channels, 2 if (i == 0 and index > 1) else 1,
                                    in_channels if i == 0 else channels, conv_layer,
                                    shortcut_layer, nbr_mul=nbr_mul, out_patch=out_patch,
+                                   shortcut_out_patch=shortcut_out_patch,
                                    prefix='block%d_' % i))
     return stage
 
@@ -89,8 +92,8 @@ class CIFARResNetV1(HybridBlock):
         super().__init__(**kwargs)
         n = blocks_per_stage(depth)
         self.depth, self.classes = depth, classes
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul')
-        self.out_patch = per_stage(out_patch, 'out_patch')
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul')
+        self.out_patch = stage_values(out_patch, 'out_patch')
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')
             # Thumbnail stem: a bare conv, no BN/ReLU (the Gluon model zoo's quirk, kept).
@@ -131,13 +134,14 @@ def cifar_init():
 
 
 def _register_depth(depth):
-    @register('st_resnet%d' % depth, init=cifar_init)
+    @register('st_resnet%d' % depth, init=cifar_init, input_shape=CIFAR_INPUT_SHAPE,
+              stages=len(STAGE_WIDTHS))
     def build_st(nbr_mul=1.0, out_patch=1, quantizer='twn', quant_down=True, classes=10,
                  phase=Phase.FULL):
         return st_resnet(depth, nbr_mul=nbr_mul, out_patch=out_patch, quantizer=quantizer,
                          quant_down=quant_down, classes=classes, phase=phase)
 
-    @register('resnet%d' % depth, init=cifar_init)
+    @register('resnet%d' % depth, init=cifar_init, input_shape=CIFAR_INPUT_SHAPE)
     def build_fp(classes=10):
         return resnet(depth, classes=classes)
 

@@ -19,16 +19,24 @@ Options of ``st_resnet18``:
 * `out_patch`: p, one value or a per-stage list; the 1x1 shortcuts always use p = 1.
 * `groups`: g, the groups of the W_b convolution of every SPN. The stem sees 3 input channels,
   which g = 2 or 4 does not divide; the stem then uses g = 1 (r is unaffected, its W_b is dense).
+* `layout`: 'default' as above; 'paper' is the layout that the counts of the StrassenNets poster
+  (Table 1) imply: the 1x1 shortcuts use their stage's out_patch, and only the 3x3 convolutions
+  have a grouped W_b (the stem and the shortcuts never). See docs/counting.md.
+* `out_nbr_mul`: r of an SPN classifier (absolute, as the language model's option of that name);
+  0 keeps the classifier a full-precision Dense. The poster's Table 1 counts r = 1000.
 """
 from mxnet import initializer
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import Phase
-from .conv import dense_conv, per_stage, spn_conv_factory
+from ..layers import SPNDense
+from .conv import dense_conv, spn_conv_factory, stage_values
 from .registry import register
 from .resnet_cifar import residual_stage
 
 STAGE_WIDTHS = (64, 64, 128, 256, 512)  # stem, stage 1 .. stage 4
+IMAGENET_INPUT_SHAPE = (1, 3, 224, 224)  # one image, what count and export feed the model
+LAYOUTS = ('default', 'paper')
 RESNET18_BLOCKS = (2, 2, 2, 2)
 IMAGE_CHANNELS = 3
 
@@ -42,12 +50,13 @@ class ImageNetResNetV1(HybridBlock):
     """ResNet v1 with basic blocks for 224x224 images; see the module docstring."""
 
     def __init__(self, blocks=RESNET18_BLOCKS, conv_layer=dense_conv, stem_layer=None,
-                 nbr_mul=1.0, out_patch=1, classes=1000, **kwargs):
+                 shortcut_layer=None, nbr_mul=1.0, out_patch=1, shortcut_stage_patch=False,
+                 output_layer=None, classes=1000, **kwargs):
         super().__init__(**kwargs)
         stages = len(blocks) + 1
         self.classes = classes
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul', stages)
-        self.out_patch = per_stage(out_patch, 'out_patch', stages)
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul', stages)
+        self.out_patch = stage_values(out_patch, 'out_patch', stages)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')
             self.features.add((stem_layer or conv_layer)(
@@ -59,15 +68,20 @@ class ImageNetResNetV1(HybridBlock):
             in_channels = STAGE_WIDTHS[0]
             for stage, count in enumerate(blocks, start=1):
                 self.features.add(residual_stage(
-                    stage, count, STAGE_WIDTHS[stage], in_channels, conv_layer,
-                    nbr_mul=self.nbr_mul[stage], out_patch=self.out_patch[stage]))
+                    stage, count, STAGE_WIDTHS[stage], in_channels, conv_layer, shortcut_layer,
+                    nbr_mul=self.nbr_mul[stage], out_patch=self.out_patch[stage],
+                    shortcut_out_patch=self.out_patch[stage] if shortcut_stage_patch else 1))
                 in_channels = STAGE_WIDTHS[stage]
             self.features.add(nn.GlobalAvgPool2D())
-            self.output = nn.Dense(classes, in_units=in_channels, prefix='output_')
+            self.output = (output_layer or dense_output)(classes, in_channels, 'output_')
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))
 
+
+
+def dense_output(classes, in_units, prefix):
+    return nn.Dense(classes, in_units=in_units, prefix=prefix)
 
 
 def imagenet_init():
@@ -75,22 +89,41 @@ def imagenet_init():
     return initializer.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
 
 
-@register('resnet18', init=imagenet_init)
+@register('resnet18', init=imagenet_init, input_shape=IMAGENET_INPUT_SHAPE)
 def resnet18(classes=1000):
     """Full-precision ResNet-18 v1 for ImageNet (baseline and distillation teacher)."""
     return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=dense_conv, classes=classes,
                             prefix='resnet18_')
 
 
-@register('st_resnet18', init=imagenet_init)
+@register('st_resnet18', init=imagenet_init, input_shape=IMAGENET_INPUT_SHAPE,
+          stages=len(STAGE_WIDTHS))
 def st_resnet18(nbr_mul=1.0, out_patch=1, groups=1, quantizer='twn', classes=1000,
-                phase=Phase.FULL):
-    """ST-ResNet-18: every convolution an SPN (stem and shortcuts included), FC full precision."""
+                phase=Phase.FULL, layout='default', out_nbr_mul=0):
+    """ST-ResNet-18: every convolution an SPN (stem and shortcuts included); the classifier
+    full precision unless out_nbr_mul >= 1. layout 'paper': see the module docstring."""
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError('groups must be a positive integer, not %r' % (groups,))
+    if layout not in LAYOUTS:
+        raise ValueError('layout must be one of %s, not %r' % (', '.join(LAYOUTS), layout))
+    if not isinstance(out_nbr_mul, int) or isinstance(out_nbr_mul, bool) or out_nbr_mul < 0:
+        raise ValueError('out_nbr_mul must be an integer >= 0 (0: a dense classifier), not %r'
+                         % (out_nbr_mul,))
     spn = spn_conv_factory(quantizer, phase, groups)
+    paper = layout == 'paper'
+
+    def ungrouped(*args, **kwargs):
+        return spn(*args, groups=1, **kwargs)
 
     def stem(*args, **kwargs):
         return spn(*args, groups=stem_groups(groups), **kwargs)
-    return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=spn, stem_layer=stem, nbr_mul=nbr_mul,
-                            out_patch=out_patch, classes=classes, prefix='st_resnet18_')
+
+    def spn_output(classes, in_units, prefix):
+        return SPNDense(classes, in_units=in_units, r=out_nbr_mul, quantizer=quantizer,
+                        phase=phase, prefix=prefix)
+    return ImageNetResNetV1(RESNET18_BLOCKS, conv_layer=spn,
+                            stem_layer=ungrouped if paper else stem,
+                            shortcut_layer=ungrouped if paper else None, nbr_mul=nbr_mul,
+                            out_patch=out_patch, shortcut_stage_patch=paper,
+                            output_layer=spn_output if out_nbr_mul else None, classes=classes,
+                            prefix='st_resnet18_')

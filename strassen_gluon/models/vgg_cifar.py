@@ -19,8 +19,8 @@ from mxnet.gluon import HybridBlock, nn
 from ..config import Phase
 from ..layers import SPNDense
 from .registry import register
-from .resnet_cifar import cifar_init
-from .conv import dense_conv, per_stage, spn_conv_factory
+from .resnet_cifar import CIFAR_INPUT_SHAPE, cifar_init
+from .conv import dense_conv, spn_conv_factory, stage_values
 
 STAGE_WIDTHS = (128, 256, 512)
 FC_UNITS = 1024
@@ -45,8 +45,8 @@ class VGG7(HybridBlock):
     def __init__(self, conv_layer=dense_conv, fc_layer=dense_fc, nbr_mul=1.0, out_patch=1,
                  fc_r=FC_UNITS, faithful=False, classes=10, **kwargs):
         super().__init__(**kwargs)
-        self.nbr_mul = per_stage(nbr_mul, 'nbr_mul', stages=3)
-        self.out_patch = per_stage(out_patch, 'out_patch', stages=3)
+        self.nbr_mul = stage_values(nbr_mul, 'nbr_mul', stages=3)
+        self.out_patch = stage_values(out_patch, 'out_patch', stages=3)
         self.faithful, self.classes = faithful, classes
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='features_')
@@ -73,7 +73,8 @@ class VGG7(HybridBlock):
         return self.output(self.head(self.features(x)))
 
 
-@register('st_vgg7', init=cifar_init)
+@register('st_vgg7', init=cifar_init, input_shape=CIFAR_INPUT_SHAPE,
+          stages=len(STAGE_WIDTHS))
 def st_vgg7(nbr_mul=1.0, out_patch=1, quantizer='twn', fc_r=FC_UNITS, faithful=False,
             classes=10, phase=Phase.FULL):
     """Strassen VGG-7: the six convolutions and the FC-1024 are SPNs."""
@@ -83,7 +84,7 @@ def st_vgg7(nbr_mul=1.0, out_patch=1, quantizer='twn', fc_r=FC_UNITS, faithful=F
                 prefix='st_vgg7_')
 
 
-@register('vgg7', init=cifar_init)
+@register('vgg7', init=cifar_init, input_shape=CIFAR_INPUT_SHAPE)
 def vgg7(faithful=False, classes=10):
     """Full-precision VGG-7."""
     return VGG7(faithful=faithful, classes=classes, prefix='vgg7_')

@@ -1,14 +1,45 @@
 """Building what a training run needs from its configuration, the same for every command: the
-model (by registry name), its teacher, its start from a trained dense network (--init_from),
+devices, the model (by registry name), its teacher, its start from a trained dense network (--init_from),
 and its cost for summary.json."""
 import os
 import sys
+
+import mxnet as mx
 
 from ..convert import check_dense_twin, gluoncv_name, transfer_dense, transfer_gluoncv
 from ..errors import UsageError
 from ..models import get_model
 from .checkpoint import find_checkpoint, read_meta
 from .teacher import load_teacher
+
+
+def contexts(devices, say=print):
+    """Contexts from the devices option: None (default) GPU 0 or, without one, the CPU with a
+    message; '-1' or '' the CPU; '0' or '0,1' those GPUs (a missing one is a UsageError)."""
+    if devices is None:
+        if mx.context.num_gpus() == 0:
+            say('no GPU found: training on the CPU')
+            return [mx.cpu()]
+        return [mx.gpu(0)]
+    text = str(devices).strip()
+    if text in ('', '-1'):
+        return [mx.cpu()]
+    try:
+        indices = [int(i) for i in text.split(',')]
+    except ValueError:
+        raise UsageError('--gpu_index takes -1 (CPU), a GPU number or a comma list of them, '
+                         'not %r' % (devices,)) from None
+    if any(i < 0 for i in indices) or len(set(indices)) != len(indices):
+        raise UsageError('--gpu_index %s: GPU numbers are distinct and >= 0 (-1 alone means '
+                         'the CPU)' % text)
+    available = mx.context.num_gpus()
+    missing = [i for i in indices if i >= available]
+    if missing:
+        raise UsageError('--gpu_index %s: GPU %s requested, but this machine has %s'
+                         % (text, ','.join(map(str, missing)),
+                            '%d GPU(s) (0-%d)' % (available, available - 1) if available
+                            else 'no GPU (use --gpu_index -1 for the CPU)'))
+    return [mx.gpu(i) for i in indices]
 
 
 def build_model(name, kwargs):

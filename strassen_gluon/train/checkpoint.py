@@ -1,11 +1,14 @@
 """Self-describing, crash-safe checkpoints that verify themselves.
 
 A checkpoint is a folder ``ckpt-<tag>/`` holding ``model.params``, ``trainer<i>.states`` (one per
-trainer) and ``meta.json``: whatever the caller needs to resume (phase, epoch, learning rate,
+trainer given: the loop gives none at the end of a phase, whose successor starts a fresh
+optimizer) and ``meta.json``: whatever the caller needs to resume (phase, epoch, learning rate,
 configuration, git revision) plus the SHA-256 of every other file in the folder. It is written
-under a temporary name and renamed into place, then ``latest.json`` is replaced atomically to
-point at it; only then are older checkpoints removed (``keep`` of them stay). A kill at any
-moment therefore leaves a complete checkpoint behind.
+under a temporary name and renamed into place, read back and verified against those checksums,
+then ``latest.json`` is replaced atomically to point at it; only then are older checkpoints
+removed (``keep`` of them stay, one by default: the newest has been verified on disk before the
+older one goes). A kill at any moment therefore leaves a complete checkpoint behind.
+:func:`folder_contents` says what a run folder holds, for its summary.
 
 :func:`resume_checkpoint` does not trust ``latest.json`` alone: it takes the newest checkpoint
 whose meta parses and whose files match their checksums, so a damaged, missing or stale pointer
@@ -20,6 +23,7 @@ import shutil
 import subprocess
 
 from ..errors import RunFolderError
+from ..files import write_text_atomic
 
 LATEST = 'latest.json'
 META = 'meta.json'
@@ -42,12 +46,7 @@ def git_revision(path=None):
 
 def write_json_atomic(path, obj):
     """Write JSON to `path` so that readers see either the old or the new file, never half."""
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def sha256(path):
@@ -63,11 +62,13 @@ def _fsync_file(path):
         os.fsync(f.fileno())
 
 
-def save_checkpoint(directory, tag, net, trainers=(), meta=None, keep=2):
+def save_checkpoint(directory, tag, net, trainers=(), meta=None, keep=1):
     """Save `net`'s parameters, the trainers' states and `meta` as checkpoint `tag`.
 
-    Returns the checkpoint's folder. `keep` is how many most recent checkpoints to keep (two by
-    default, so that a damaged newest one still leaves one to resume from).
+    Returns the checkpoint's folder. The new checkpoint is read back and verified before older
+    ones are removed (RunFolderError, older ones kept, if it does not verify); `keep` is how
+    many most recent checkpoints stay (keep=2 also survives damage to the newest after it was
+    written, at twice the space).
     """
     os.makedirs(directory, exist_ok=True)
     name = PREFIX + str(tag)
@@ -87,6 +88,11 @@ def save_checkpoint(directory, tag, net, trainers=(), meta=None, keep=2):
     write_json_atomic(os.path.join(tmp, META), dict(meta or {}, tag=str(tag), checksums=checksums))
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
+    problem = verify(final)
+    if problem is not None:
+        shutil.rmtree(final, ignore_errors=True)
+        raise RunFolderError('the checkpoint just written does not verify: %s; it was removed '
+                             'and older checkpoints are kept' % problem)
     write_json_atomic(os.path.join(directory, LATEST), {'checkpoint': name})
     old = [d for d in checkpoint_folders(directory) if os.path.basename(d) != name]
     for d in old[:max(0, len(old) - (keep - 1))]:
@@ -207,3 +213,16 @@ def find_checkpoint(path):
     if os.path.isfile(os.path.join(path, META)) and os.path.isfile(os.path.join(path, PARAMS)):
         return path
     return latest_checkpoint(path)
+
+
+def folder_contents(run_dir):
+    """What `run_dir` holds, for its summary: {'bytes': total size, 'checkpoint': the checkpoint
+    folder latest.json names (None without one), 'files': {relative path: bytes}}."""
+    files = {}
+    for folder, _, names in os.walk(run_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            files[os.path.relpath(path, run_dir)] = os.path.getsize(path)
+    checkpoint = pointed_checkpoint(run_dir)
+    return {'bytes': sum(files.values()), 'files': dict(sorted(files.items())),
+            'checkpoint': os.path.basename(checkpoint) if checkpoint else None}

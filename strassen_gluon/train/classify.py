@@ -8,7 +8,7 @@ from mxnet import autograd, nd
 from mxnet.gluon.utils import split_and_load
 
 from .distill import distillation_loss
-from .loop import Task
+from .loop import Task, progress_bar
 
 
 def _hits(logits, labels, k=1):
@@ -62,13 +62,16 @@ class ClassificationTask(Task):
         return {'train_loss': totals['loss'] / count, 'train_acc': totals['correct'] / count}
 
     def evaluate(self, net):
-        return evaluate(net, self.eval_data, self.ctx, self.topk)
+        return evaluate(net, self.eval_data, self.ctx, self.topk, self.options.progress)
 
 
-def evaluate(net, batches, ctx, topk=(1,)):
+def evaluate(net, batches, ctx, topk=(1,), progress=False):
     """Accuracies of `net` (inference mode) over `batches`, one host read at the end:
-    {'val_acc'} for topk (1,), else {'top1', 'top5', ...}."""
+    {'val_acc'} for topk (1,), else {'top1', 'top5', ...}; 'eval_images' says how many images
+    were scored. `progress`: a bar over the batches."""
     ctx = list(ctx)
+    bar = progress_bar(len(batches) if hasattr(batches, '__len__') else None, 'evaluate',
+                       progress)
     correct = {k: nd.zeros((1,), ctx=ctx[0]) for k in topk}
     images = 0
     for data, label in batches:
@@ -78,7 +81,11 @@ def evaluate(net, batches, ctx, topk=(1,)):
             for k in topk:
                 correct[k] += _hits(z, y, k).as_in_context(ctx[0])
         images += data.shape[0]
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     values = {k: float(c.asscalar()) / max(images, 1) for k, c in correct.items()}  # SYNC POINT
     if tuple(topk) == (1,):
-        return {'val_acc': values[1]}
-    return {'top%d' % k: v for k, v in values.items()}
+        return {'val_acc': values[1], 'eval_images': images}
+    return dict({'top%d' % k: v for k, v in values.items()}, eval_images=images)

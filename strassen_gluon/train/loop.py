@@ -35,13 +35,13 @@ from ..gluon_compat import is_initialized
 from ..layers import clip_scales
 from .checkpoint import load_trainer_states, read_meta, resume_checkpoint, save_checkpoint
 from .logs import append_jsonl, read_jsonl, rewrite_jsonl
+from .run import LOG_NAME, epoch_log
 from .phases import enter_phase, make_trainer
 from .schedule import learning_rate
 
-LOG_NAME = 'log.jsonl'
 
 __all__ = ['Task', 'LoopOptions', 'Diverged', 'run_phases', 'train_epoch', 'restore',
-           'epoch_seed', 'seed_everything', 'LOG_NAME']
+           'epoch_seed', 'seed_everything', 'format_metrics']
 
 
 class Task:
@@ -100,7 +100,7 @@ class LoopOptions:
     sync_every: int = 50          # read the loss back to the host every this many batches
     progress: bool = True         # tqdm bar within each epoch
     seed: int = 321
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 1
     kvstore: object = None        # of the default trainer ('device' for several devices)
     print_fn: object = print      # receives the one line per epoch (and the sync lines)
     print_sync: bool = False      # also print a line at every sync (the LM's --print_every)
@@ -116,11 +116,27 @@ def seed_everything(seed):
     np.random.seed(seed)
 
 
-def _progress_bar(total, desc, enabled):
+def progress_bar(total, desc, enabled):
     if not enabled:
         return None
     return tqdm(total=total, desc=desc, unit='batch', leave=False, file=sys.stderr,
                 dynamic_ncols=True)
+
+
+def format_metrics(metrics):
+    """Evaluation metrics for the console: accuracies in percent, with how many examples were
+    scored ('val_acc 91.37% (10000 images)'), anything else to four digits."""
+    shown = []
+    for key, value in sorted(metrics.items()):
+        if key == 'eval_images' or not isinstance(value, (int, float)):
+            continue
+        if key.endswith('acc') or key.startswith('top'):
+            shown.append('%s %.2f%%' % (key, 100 * value))
+        else:
+            shown.append('%s %.4g' % (key, value))
+    if 'eval_images' in metrics:
+        shown.append('(%d images)' % metrics['eval_images'])
+    return '  '.join(shown)
 
 
 def _check_finite(loss, where):
@@ -155,7 +171,7 @@ def train_epoch(task, net, trainer, batches, desc='train'):
     """
     options = task.options
     total = len(batches) if hasattr(batches, '__len__') else None
-    bar = _progress_bar(total, desc, options.progress)
+    bar = progress_bar(total, desc, options.progress)
     totals, count, state = {}, 0, task.begin_epoch(net)
     start = time.time()
     warm, warm_count = None, 0
@@ -204,10 +220,6 @@ def next_position(phases, phase_index, epoch):
     return phase_index + 1, 0
 
 
-def epoch_records(run_dir):
-    return [r for r in read_jsonl(os.path.join(run_dir, LOG_NAME)) if 'phase_index' in r]
-
-
 def _warn(message):
     print(message, file=sys.stderr, flush=True)
 
@@ -221,7 +233,7 @@ def restore(net, run_dir, phases, ctx):
     be resumed (it never restarts silently), UsageError when the checkpoint's phase is not one
     of `phases`.
     """
-    logged = epoch_records(run_dir)
+    logged = epoch_log(run_dir)
     # What was wrong with the folder goes to stderr even for quiet runs: the user must know.
     ckpt = resume_checkpoint(run_dir, logged_epochs=len(logged), say=_warn)
     if ckpt is None:
@@ -271,7 +283,7 @@ class _Plateau:
         self.previous = value
 
 
-def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None, teacher=None,
+def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
                stop_after_epochs=None, on_phase_end=None):
     """Train `net` through `phases` from position `start` = (phase_index, epoch).
 
@@ -280,7 +292,6 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None, 
     with a fresh optimizer. `meta` is stored in every checkpoint together with the position.
     Returns 'done', or 'stopped' after `stop_after_epochs` epochs of this call.
     """
-    del teacher  # the task holds its teacher; kept for the call signature of the commands
     options = task.options
     say = options.print_fn
     log_path = os.path.join(run_dir, LOG_NAME)
@@ -333,17 +344,17 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None, 
             finished = phase_index == len(phases) - 1 and last
             # The checkpoint first, holding its log line: a kill between the two leaves a
             # checkpoint whose line `restore` writes, never a logged epoch without checkpoint.
-            save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net, [trainer],
+            # A phase's last checkpoint needs no optimizer state: the next phase starts afresh.
+            save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net,
+                            [] if last else [trainer],
                             dict(meta, phase=spec.name, phase_index=phase_index, epoch=epoch,
                                  phase_mode=int(spec.phase), frozen=spec.frozen, lr=lr,
                                  metrics=metrics, finished=finished, record=record, **extra),
                             keep=options.keep_checkpoints)
             append_jsonl(log_path, record)
-            shown = ['%s %.4g' % (k, v) for k, v in sorted(metrics.items())
-                     if isinstance(v, (int, float))]
             say('[%s] epoch %d/%d  lr %.3g  train loss %.4f  %s  %.1fs  %.0f %s/s'
-                % (spec.name, epoch + 1, spec.epochs, lr, stats['train_loss'], '  '.join(shown),
-                   stats['seconds'], stats['speed'], task.unit))
+                % (spec.name, epoch + 1, spec.epochs, lr, stats['train_loss'],
+                   format_metrics(metrics), stats['seconds'], stats['speed'], task.unit))
             epoch += 1
             done_here += 1
             if stop_after_epochs is not None and done_here >= stop_after_epochs and not finished:

@@ -8,18 +8,30 @@ from matplotlib.figure import Figure
 PHASE_COLOURS = {'full': '#dbe9f6', 'ternary': '#fde8d0', 'frozen': '#e3f1dc', 'dense': '#eeeeee'}
 
 
-def learning_curve_figure(records, title=None):
-    """A Figure with accuracy (top) and training loss (bottom) per epoch, phases shaded.
+# The evaluation curves of the top panel, by task: (log key, label).
+ACCURACY = (('train_acc', 'train'), ('val_acc', 'validation'), ('top1', 'top-1'),
+            ('top5', 'top-5'))
+PERPLEXITY = (('train_ppl', 'train'), ('val_ppl', 'validation'))
 
-    `records` are log.jsonl records (phase, global_epoch, train_loss, train_acc, val_acc, lr).
+
+def learning_curve_figure(records, title=None):
+    """A Figure with the evaluation metric (top: accuracy, or perplexity on a log axis for the
+    language model) and the training loss (bottom) per epoch, phases shaded.
+
+    `records` are log.jsonl records (phase, global_epoch, train_loss, lr and the task's
+    metrics).
     """
     fig = Figure(figsize=(8, 6), tight_layout=True)
     acc_ax, loss_ax = fig.subplots(2, 1, sharex=True)
     x = [r['global_epoch'] + 1 for r in records]
-    acc_ax.plot(x, [r['train_acc'] for r in records], '.-', label='train')
-    acc_ax.plot(x, [r['val_acc'] for r in records], '.-', label='validation')
-    acc_ax.set_ylabel('accuracy')
-    acc_ax.legend(loc='lower right')
+    perplexity = any('val_ppl' in r for r in records)
+    for key, label in PERPLEXITY if perplexity else ACCURACY:
+        if all(key in r for r in records):
+            acc_ax.plot(x, [r[key] for r in records], '.-', label=label)
+    if perplexity:
+        acc_ax.set_yscale('log')
+    acc_ax.set_ylabel('perplexity' if perplexity else 'accuracy')
+    acc_ax.legend(loc='upper right' if perplexity else 'lower right')
     loss_ax.plot(x, [r['train_loss'] for r in records], '.-', color='C3')
     loss_ax.set_ylabel('training loss')
     loss_ax.set_xlabel('epoch (all phases)')

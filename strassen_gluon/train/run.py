@@ -15,7 +15,10 @@ summary.json (``SCHEMA_VERSION``): ``schema_version``, ``task`` (cifar10, imagen
 values), ``best`` (the best epoch by the primary metric), ``phases`` (per phase: epochs and the
 final metrics), ``phase_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
-``train_seconds``, ``command``, ``commands``, ``git``, ``started``, ``finished``.
+``eval_images`` (how many images the last evaluation scored, classification), ``folder`` (what
+the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``dtype`` (the
+arithmetic the run ended in: float32 or bfloat16), ``train_seconds``,
+``command``, ``commands``, ``git``, ``started``, ``finished``.
 ``python -m strassen_gluon.report`` reads exactly this.
 """
 import dataclasses
@@ -25,6 +28,7 @@ import json
 import os
 
 from ..errors import RunFolderError, UsageError
+from ..files import require_writable
 from .checkpoint import git_revision, write_json_atomic
 from .logs import read_jsonl
 
@@ -102,11 +106,13 @@ def open_run(config, task, fixed, command, explicit=None, default_name=None):
         merged.update({k: getattr(config, k) for k in explicit if k in known})
         merged['resume'] = run_dir
         merged['log_dir'] = stored.get('log_dir', config.log_dir)
+        require_writable(run_dir, '--resume', folder=True)
         record['commands'].append(command)
         return run_dir, type(config)(**merged), record
     name = config.run_name or '%s-%s' % (default_name or task,
                                          datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
     run_dir = os.path.join(config.log_dir, name)
+    require_writable(run_dir, '--log_dir', folder=True)
     if os.path.isfile(os.path.join(run_dir, CONFIG_NAME)):
         raise UsageError('run folder %s exists; continue it with --resume %s or choose '
                          'another --run_name' % (run_dir, run_dir))
@@ -155,10 +161,12 @@ def write_summary(run_dir, record, task, phases, cost=None, extra=None):
               'epoch': best['epoch']},
         phases=per_phase,
         phase_plan=[dict(name=p.name, epochs=p.epochs, lr=p.lr, steps=list(p.steps),
-                         factor=p.factor, decay_when=p.decay_when, frozen=p.frozen)
+                         factor=p.factor, decay_when=p.decay_when, frozen=p.frozen,
+                         shape=p.shape)
                     for p in phases],
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},
+        eval_images=records[-1].get('eval_images'),
         train_seconds=seconds, command=record['commands'][-1], commands=record['commands'],
         git=git_revision(), started=record.get('started'),
         finished=datetime.datetime.now().isoformat(timespec='seconds'),

@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from . import cli
 from .count import human
 from .errors import DataError, RunFolderError, UsageError
+from .files import require_writable
 from .paper.published import describe as describe_paper, load_published, paper_value
 from .paper.tables import experiment_coords
 from .train.run import CONFIG_NAME, SUMMARY_NAME, read_summary
@@ -458,25 +459,14 @@ def save_figure(fig, path):
     return path
 
 
-def writable_folder(path):
-    """Create `path` if needed; a DataError naming it when it cannot be written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, '.write-test-%d' % os.getpid())
-        with open(probe, 'w'):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise DataError('cannot write to %s: %s' % (path, err.strerror or err)) from None
-    return path
-
-
 def write_report(runs_dir, out_dir=None, published=None):
     """Write report.md and one <task>.png per task into out_dir (default runs_dir).
 
     Returns (markdown text, {task: png path}).
     """
-    out_dir = writable_folder(out_dir or runs_dir)
+    out_dir = out_dir or runs_dir
+    require_writable(out_dir, '--out', folder=True)
+    os.makedirs(out_dir, exist_ok=True)
     published = load_published() if published is None else published
     tasks = group_runs(load_runs(runs_dir), published)
     figures = {task: save_figure(figure(task, experiments, published),

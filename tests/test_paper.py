@@ -288,7 +288,7 @@ def test_exit_statuses(tmp_path, capsys):
     blocker.write_text('')
     assert main(['run', 'matmul', '--budget', 'smoke', '--out', str(blocker / 'x')]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: cannot write to')
+    assert len(err) == 1 and err[0].startswith('error: --out %s' % (blocker / 'x'))
     assert main(['render', 'cifar10', '--runs', str(tmp_path), '--out',
                  str(blocker / 'x')]) == 1
     assert main(['plan', 'nosuch', '--budget', 'paper']) == 2

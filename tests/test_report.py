@@ -221,7 +221,7 @@ def test_cli_exit_statuses(runs, tmp_path, capsys):
     blocker.write_text('')
     assert main([str(runs), '--out', str(blocker / 'x')]) == 1    # checked before reading
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: cannot write to')
+    assert len(err) == 1 and err[0].startswith('error: --out %s' % (blocker / 'x'))
     assert main([str(tmp_path / 'nosuch')]) == 2
     assert main([str(runs), '--nosuch']) == 2
 

@@ -36,6 +36,8 @@ class Budget:
 
 
 CPU_DEVICE = ('--gpu_index', '-1')
+# The cpu budgets compute in bfloat16 where the CPU has fast kernels for it (docs/precision.md).
+CPU = CPU_DEVICE + ('--dtype', 'auto')
 SMOKE_DEVICE = CPU_DEVICE + ('--quiet',)
 
 # --------------------------------------------------------------------------------- CIFAR-10
@@ -51,7 +53,7 @@ CIFAR10 = {
     'cpu': Budget('dense twin 16 epochs (lr steps at 8, 12), then each Strassen cell '
                   'converted from it (--init_from: 1 + 2 + 1 epochs, distilled); VGG-7 cells '
                   'on a 5,000-image subset',
-                  common=CPU_DEVICE,
+                  common=CPU,
                   dense=('--epochs_fp', '16', '--lr_steps_fp', '8,12'),
                   by_model={'vgg7': ('--train_subset', '5000'),
                             'st_vgg7': ('--train_subset', '5000')},
@@ -72,7 +74,7 @@ IMAGENET = {
                     'distilled cells learn from the dense ResNet-18 cell'),
     'cpu': Budget('each Strassen cell converted from gluoncv:resnet18_v1 (--init_from: 1 + 2 '
                   '+ 1 epochs of 200 batches of 32, validation on 50 batches); no dense run',
-                  common=CPU_DEVICE + ('--batch_size', '32', '--max_batches', '200',
+                  common=CPU + ('--batch_size', '32', '--max_batches', '200',
                                        '--max_eval_batches', '50', '--num_workers', '2'),
                   dense=None, start='init_from', source='gluoncv:resnet18_v1'),
     # The distilled cells (p = 2) take minutes to convert even at 32x32: the smoke budget
@@ -104,7 +106,7 @@ PTB = {
                               '0.2', '--epochs_pre', '20', '--learning_rate_pre', '2')),
     'cpu': Budget('dense LM 4 epochs of 400 batches, then each Strassen cell converted from it '
                   '(--init_from) for 2 epochs of 200 batches at lr 0.2, distilled or not',
-                  common=CPU_DEVICE + ('--decay_when', '0.5'),
+                  common=CPU + ('--decay_when', '0.5'),
                   dense=('--max_epochs', '4', '--max_batches', '400', '--learning_rate', '2'),
                   strassen=('--max_epochs', '2', '--max_batches', '200', '--learning_rate',
                             '0.2'),
@@ -132,8 +134,8 @@ MATMUL = {
     'paper': MATMUL_SEEDS,
     'cpu': MATMUL_SEEDS,
     'smoke': Budget('seeds 0 and 1, one short restart each (300 + 300 + 100 steps)',
-                    common=('--restarts', '1', '--fp-steps', '300', '--anneal-steps', '300',
-                            '--ternary-steps', '100'),
+                    common=('--restarts', '1', '--fp_steps', '300', '--anneal_steps', '300',
+                            '--ternary_steps', '100'),
                     seeds=(0, 1)),
 }
 

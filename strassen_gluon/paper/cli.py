@@ -16,7 +16,7 @@ import sys
 
 from .. import cli
 from ..errors import UsageError
-from ..report import writable_folder
+from ..files import require_writable
 from .budgets import BUDGETS
 from .render import render as render_table
 from .runner import cell_argv, cell_state, record, run_cells
@@ -125,7 +125,7 @@ def run(args, extra):
     if args.table == 'imagenet' and not args.data_dir:
         raise UsageError('run imagenet needs --data_dir: the folder holding train.rec and '
                          'val.rec (RecordIO files, see docs/paper.md)')
-    writable_folder(out_folder(args))
+    require_writable(out_folder(args), '--out', folder=True)
     return run_cells(chosen, say=say)
 
 
@@ -148,7 +148,7 @@ def record_command(argv):
     folder, module, options = argv[0], argv[1], argv[2:]
 
     def go():
-        writable_folder(folder)
+        require_writable(folder, 'record FOLDER', folder=True)
         return record(folder, module, options)
     return exit_status(go)
 

@@ -13,7 +13,9 @@ import os
 import statistics
 
 from .. import report
-from ..count import build_model, count_model, human
+from ..count import count_model, human
+from ..files import require_writable
+from ..train.build import build_model
 from .published import describe, load_published, matching, paper_value, same_value
 from .runner import OUTPUT_NAME, RESULT_NAME, read_result
 from .tables import get_table, num
@@ -26,7 +28,8 @@ def render(table_name, runs_dir, out_dir, published=None):
     """
     table = get_table(table_name)
     published = load_published() if published is None else published
-    report.writable_folder(out_dir)
+    require_writable(out_dir, '--out', folder=True)
+    os.makedirs(out_dir, exist_ok=True)
     renderer = {'counting': counting_markdown, 'matmul': matmul_markdown}.get(table.name)
     paths = []
     if renderer:
@@ -129,8 +132,7 @@ def cell_mults(table, point, published):
             return r['mults']
     if table.count_shape is None:
         return None
-    net = build_model(point.model, **point.model_kwargs)
-    net.initialize()
+    net = build_model(point.model, point.model_kwargs)
     return count_model(net, input_shape=table.count_shape)['total']['mults']
 
 

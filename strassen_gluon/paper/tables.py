@@ -38,10 +38,11 @@ PTB_GRID = (8, 6, 4, 2, 1, 0.5, 0.25)
 # r/n_out = 1 point; Fig. 3's multiplications fit only this, docs/counting.md).
 PTB_DECODER_R = 2000
 MATMUL_FORMAT = (2, 2, 2, 7)
-# Options of `python -m strassen_gluon.count` that count Table 1's network as the poster does.
-# Empty until count has them (issue 18 item 1: then '--set', 'layout=paper', '--set',
-# 'out_nbr_mul=1000', '--convention', 'paper'); render marks counts made without them.
-COUNT_PAPER_OPTIONS = ()
+# Options of `python -m strassen_gluon.count` that count Table 1's network as the poster does
+# (docs/counting.md): the paper's layout, an SPN classifier with r = 1000, the paper's
+# convention. Render marks counts made without that convention.
+COUNT_PAPER_OPTIONS = ('--set', 'layout=paper', '--set', 'out_nbr_mul=1000', '--convention',
+                       'paper')
 
 
 def num(value):
@@ -94,9 +95,8 @@ class Table:
     data: Callable[[Optional[str]], list] = lambda data_dir: []
     distill_axis: bool = False             # the grid has cells with and without distillation
     outcomes: Tuple[int, ...] = (0,)       # exit statuses of a recorded cell that are results
-    # The input of a cell counted when neither a run nor the paper gives its multiplications
-    # (only for small models: counting runs a forward pass, ST-ResNet-18 at r = 6 c_out, p = 2
-    # holds 180M weights).
+    # The input of a cell counted (shapes only) when neither a run nor the paper gives its
+    # multiplications; None: not countable without the data (the language model's vocabulary).
     count_shape: Optional[Tuple[int, ...]] = None
 
     def points(self):
@@ -194,7 +194,7 @@ TABLES = {t.name: t for t in (
     Table('imagenet', 'ImageNet: ST-ResNet-18 (poster Fig. 2)', 'strassen_gluon.imagenet',
           'imagenet', ('top1', 'top5'),
           ('model', 'method', 'nbr_mul', 'out_patch', 'groups', 'distill'), imagenet_grid,
-          _recordio, distill_axis=True),
+          _recordio, distill_axis=True, count_shape=(1, 3, 224, 224)),
     Table('ptb', 'Penn Treebank: the Strassen LM (poster Fig. 3)', 'langmod.train', 'langmod',
           ('test_ppl',), ('method', 'nbr_mul', 'distill'), ptb_grid,
           _data_dir_option, distill_axis=True),

@@ -30,8 +30,7 @@ from .models import resnet_cifar, vgg_cifar
 from .train import driver
 from .train.build import model_cost
 from .train.classify import ClassificationTask
-from .train.schedule import (CIFAR_FINE_TUNE, CIFAR_QUICK, PAPER_CIFAR, phases_from_config,
-                             preset_text)
+from .train.schedule import CIFAR_FINE_TUNE, CIFAR_QUICK, PAPER_CIFAR, preset_text
 
 MODULE = 'strassen_gluon.cifar10'
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -63,18 +62,16 @@ class CifarConfig(PhasedConfig):
                           group='run')
 
 
-class CifarRecipe(driver.Recipe):
+class CifarRecipe(driver.PhasedRecipe):
     task = 'cifar10'
     module = MODULE
+    paper, fine_tune = PAPER_CIFAR, FINE_TUNE
     # Options that define the model or its data: a resumed run must keep them.
     fixed = ('model', 'nbr_mul', 'out_patch', 'quantizer', 'faithful', 'seed', 'train_subset',
              'batch_size', 'init_from')
 
     def presets(self, config):
-        presets = dict(QUICK) if config.quick else {}
-        if config.init_from:
-            presets.update(FINE_TUNE)
-        return presets
+        return dict(QUICK if config.quick else {}, **super().presets(config))
 
     def load_data(self, config, ctx, say):
         data = load_cifar10(config.data_dir, download=config.download,
@@ -99,12 +96,6 @@ class CifarRecipe(driver.Recipe):
 
     def model(self, config, data):
         return config.model, model_kwargs(config)
-
-    def phases(self, config, spn, say):
-        phases, notes = phases_from_config(config, spn, PAPER_CIFAR)
-        for note in notes:
-            say(note)
-        return phases
 
     def calibration(self, net, data, ctx):
         return (next(iter(data[0]))[0],)

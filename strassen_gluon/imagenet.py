@@ -41,8 +41,7 @@ from .train.classify import ClassificationTask
 from .train.distributed import (DistSyncTrainer, WorkerGroup, launch,  # noqa: F401 (API)
                                 worker_config, worker_group)
 from .train.phases import trainable_params
-from .train.schedule import (IMAGENET_FINE_TUNE, PAPER_IMAGENET, paper_phases,
-                             phases_from_config, preset_text)
+from .train.schedule import IMAGENET_FINE_TUNE, PAPER_IMAGENET, paper_phases, preset_text
 
 MODULE = 'strassen_gluon.imagenet'
 IMAGENET_MODELS = ('resnet18', 'st_resnet18')
@@ -103,17 +102,15 @@ class ImageNetTask(ClassificationTask):
             self.group.average_batchnorm_statistics(net)
 
 
-class ImageNetRecipe(driver.Recipe):
+class ImageNetRecipe(driver.PhasedRecipe):
     task = 'imagenet'
     module = MODULE
+    paper, fine_tune = PAPER_IMAGENET, FINE_TUNE
     # Options that define the model or its data: a resumed run must keep them.
     fixed = ('model', 'nbr_mul', 'out_patch', 'groups', 'quantizer', 'classes', 'image_size',
              'seed', 'batch_size', 'train_rec', 'init_from')
     group = None
     rank, workers = 0, 1
-
-    def presets(self, config):
-        return dict(FINE_TUNE) if config.init_from else {}
 
     def prepare(self, config):
         self.group = worker_group(config.kvstore)
@@ -145,12 +142,6 @@ class ImageNetRecipe(driver.Recipe):
                                   out_patch=1 if config.out_patch is None else config.out_patch,
                                   groups=config.groups, quantizer=config.quantizer or 'twn',
                                   classes=config.classes)
-
-    def phases(self, config, spn, say):
-        phases, notes = phases_from_config(config, spn, PAPER_IMAGENET)
-        for note in notes:
-            say(note)
-        return phases
 
     def calibration(self, net, data, ctx):
         return (next(iter(data[1]))[0].as_in_context(ctx[0]),)

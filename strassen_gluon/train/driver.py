@@ -23,6 +23,7 @@ from .phases import enter_phase, has_spn
 from .plots import save_learning_curves
 from .precision import resolve_dtype, set_compute_dtype
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
+from .schedule import phases_from_config
 from .teacher import load_teacher
 
 CURVES_NAME = 'curves.png'
@@ -100,6 +101,22 @@ class Recipe:
 
     def result(self, summary):
         return ''
+
+
+class PhasedRecipe(Recipe):
+    """A classifier trained in the paper's three phases (a PhasedConfig): ``paper`` is the
+    command's schedule, ``fine_tune`` the preset of --init_from."""
+    paper = None
+    fine_tune = {}
+
+    def presets(self, config):
+        return dict(self.fine_tune) if config.init_from else {}
+
+    def phases(self, config, spn, say):
+        phases, notes = phases_from_config(config, spn, self.paper)
+        for note in notes:
+            say(note)
+        return phases
 
 
 def apply_presets(config, presets, explicit):

@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (each builds the virtual environment if needed):
-#   make run    the main job: a short CIFAR-10 demonstration of ST-ResNet-20 (all three phases)
+#   make run    the main job: a short CIFAR-10 demonstration of ST-ResNet-20 (all three stages)
 #   make test   the test suite
 # GPU users: make GPU=1 ... installs requirements-gpu.txt (mxnet-cu112) instead of the CPU wheel.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

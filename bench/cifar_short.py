@@ -4,10 +4,10 @@
         --epochs_fp 1 --epochs_quant 1 --epochs_frozen 1
 
 Both models train on the same class-balanced subset with the same seed through
-``strassen_gluon.cifar10.train``; the Strassen model runs its three phases and the dense model
-one phase of as many epochs in total, both with the same learning rate epoch by epoch: 0.1
-through the Strassen run's first phase (no step inside it), then 0.01 where its ternary phase
-starts and 0.001 where its frozen phase starts. Prints both accuracies side by side with the
+``strassen_gluon.cifar10.train``; the Strassen model runs its three stages and the dense model
+one stage of as many epochs in total, both with the same learning rate epoch by epoch: 0.1
+through the Strassen run's first stage (no step inside it), then 0.01 where its ternary stage
+starts and 0.001 where its frozen stage starts. Prints both accuracies side by side with the
 training images/s of each, and the images/s of the input pipeline alone (batches built and
 augmented, the device synchronised, no model), so the two can be compared: if the pipeline is
 many times faster than training, it is not the bottleneck.
@@ -87,8 +87,8 @@ def main(argv=None):
     args = parse_args(argv)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     total = args.epochs_fp + args.epochs_quant + args.epochs_frozen
-    # One learning rate per epoch for both: 0.1, then 0.01 from the ternary phase's first
-    # epoch, then 0.001 from the frozen phase's (no steps inside a phase).
+    # One learning rate per epoch for both: 0.1, then 0.01 from the ternary stage's first
+    # epoch, then 0.001 from the frozen stage's (no steps inside a stage).
     st = train(args, 'bench-st_resnet20-' + stamp, model='st_resnet20',
                epochs_fp=args.epochs_fp, epochs_quant=args.epochs_quant,
                epochs_frozen=args.epochs_frozen, lr_steps_fp=[], lr_steps_quant=[],
@@ -106,8 +106,8 @@ def main(argv=None):
     def best(summary):
         return '%.2f%%' % (100 * summary['best']['value'])
     rows = [('', 'st_resnet20', 'resnet20'),
-            # phase_plan is in training order (summary['phases'] is keyed by name)
-            ('epochs (phases)', '+'.join(str(p['epochs']) for p in st['phase_plan']),
+            # stage_plan is in training order (summary['stages'] is keyed by name)
+            ('epochs (stages)', '+'.join(str(p['epochs']) for p in st['stage_plan']),
              str(total)),
             ('lr per epoch', lr_text(st), lr_text(fp)),
             ('final val acc', acc(st), acc(fp)),

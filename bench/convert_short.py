@@ -13,7 +13,7 @@ On the class-balanced 10k-image CIFAR-10 subset (full test set), all through
 3. st_resnet20 from scratch on the same 12-epoch budget as the dense run (8 full-precision,
    3 ternary, 1 frozen; the same learning rate epoch by epoch as the dense run).
 
-Prints one table: final validation accuracy (in the ternary phase for the Strassen rows), its
+Prints one table: final validation accuracy (in the ternary stage for the Strassen rows), its
 difference to the dense network, the epochs, the training images/s and the multiplications per
 image. Timings are wall-clock on whatever else the machine is doing; say so when quoting them.
 """
@@ -65,7 +65,7 @@ def train(args, name, **fields):
 
 def row(label, summary, dense_acc):
     acc = summary['metrics']['val_acc']
-    epochs = '+'.join(str(p['epochs']) for p in summary['phase_plan'])
+    epochs = '+'.join(str(p['epochs']) for p in summary['stage_plan'])
     return (label, '%.2f%%' % (100 * acc),
             '%+.2f' % (100 * (acc - dense_acc)) if dense_acc is not None else '',
             epochs, '%.0f' % summary['throughput']['value'],

@@ -29,7 +29,7 @@ from mxnet import autograd, gluon, nd
 
 from strassen_gluon import clip_scales, freeze_ternary, set_phase
 from strassen_gluon.models import get_model
-from strassen_gluon.train.phases import trainable_params
+from strassen_gluon.train.stages import trainable_params
 from strassen_gluon.train.precision import bfloat16_support, set_compute_dtype
 
 DTYPES = ('float32', 'bfloat16')

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 # What a run computed, per epoch (timings and bookkeeping fields are left out).
-RESULTS = ('phase', 'epoch', 'lr', 'train_loss', 'train_acc', 'train_ppl', 'val_acc', 'val_ppl',
+RESULTS = ('stage', 'epoch', 'lr', 'train_loss', 'train_acc', 'train_ppl', 'val_acc', 'val_ppl',
            'test_ppl', 'top1', 'top5')
 
 
@@ -38,7 +38,7 @@ def fingerprint(run_dir):
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         for line in f:
             record = json.loads(line)
-            if 'phase_index' not in record:
+            if 'stage_index' not in record:
                 continue
             kept = {k: float(v) if isinstance(v, (int, float)) else v
                     for k, v in record.items() if k in RESULTS}   # 2 and 2.0 are one rate

@@ -28,8 +28,8 @@ from strassen_gluon.train.build import model_cost
 from strassen_gluon.train.checkpoint import find_checkpoint, read_meta
 from strassen_gluon.train.distill import distillation_loss
 from strassen_gluon.train.loop import Task
-from strassen_gluon.train.phases import trainable_params
-from strassen_gluon.train.schedule import PhaseSpec
+from strassen_gluon.train.stages import trainable_params
+from strassen_gluon.train.schedule import Stage
 
 from .data import Batches, load_corpus
 
@@ -144,22 +144,22 @@ FIXED = ('data_dir', 'rnn_size', 'highway_layers', 'char_vec_size', 'feature_map
          'init_from')
 
 
-def plan_phases(config):
+def plan_stages(config):
     """The stages of the original's train() calls: pre-training, main, continued training."""
     mode = QUANT_MODES[config.quant_mode]
-    phases = []
+    stages = []
     if mode.staged and config.epochs_pre > 0:
-        phases.append(PhaseSpec('pre', Phase.FULL, config.epochs_pre, config.learning_rate_pre,
+        stages.append(Stage('pre', Phase.FULL, config.epochs_pre, config.learning_rate_pre,
                                 factor=config.learning_rate_decay,
                                 decay_when=config.decay_when))
-    phases.append(PhaseSpec('main', mode.phase, config.max_epochs, config.learning_rate,
+    stages.append(Stage('main', mode.phase, config.max_epochs, config.learning_rate,
                             factor=config.learning_rate_decay, decay_when=config.decay_when))
     if mode.staged and config.epochs_cont > 0:
         # The original's continued training decays whenever the perplexity does not improve.
-        phases.append(PhaseSpec('cont', mode.phase, config.epochs_cont,
+        stages.append(Stage('cont', mode.phase, config.epochs_cont,
                                 config.learning_rate_cont, factor=config.learning_rate_decay,
                                 decay_when=0.0, frozen=True))
-    return [p for p in phases if p.epochs > 0]
+    return [p for p in stages if p.epochs > 0]
 
 
 def model_spec(config, vocab):
@@ -322,7 +322,7 @@ class LanguageModelTask(Task):
         return {'train_loss': mean, 'train_ppl': perplexity(mean)}
 
     def make_trainer(self, net, lr):
-        """SGD without momentum or weight decay over the parameters that train in this phase."""
+        """SGD without momentum or weight decay over the parameters that train in this stage."""
         params = trainable_params(net)
         self._trained = list(params.values())
         return gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'momentum': 0.0, 'wd': 0.0},
@@ -384,8 +384,8 @@ class LanguageModelRecipe(driver.Recipe):
     def model(self, config, data):
         return model_spec(config, data[0].vocab)
 
-    def phases(self, config, spn, say):
-        return plan_phases(config)
+    def stages(self, config, spn, say):
+        return plan_stages(config)
 
     def calibration(self, net, data, ctx):
         train = data[1]['train']

@@ -23,7 +23,7 @@ import sys
 from strassen_gluon import cli
 
 from langmod import lm
-from langmod.lm import LMConfig, QUANT_MODES, model_spec, plan_phases  # noqa: F401 (API)
+from langmod.lm import LMConfig, QUANT_MODES, model_spec, plan_stages  # noqa: F401 (API)
 
 
 def build_parser():

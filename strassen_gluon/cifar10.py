@@ -1,4 +1,4 @@
-"""Train a CIFAR-10 model (ST-ResNet, ResNet, ST-VGG-7, VGG-7) with the paper's three phases.
+"""Train a CIFAR-10 model (ST-ResNet, ResNet, ST-VGG-7, VGG-7) with the paper's three stages.
 
     python -m strassen_gluon.cifar10 --model st_resnet20 --data_dir DIR
     python -m strassen_gluon.cifar10 --quick                      # a short demonstration
@@ -9,8 +9,8 @@ From Python: ``train(CifarConfig(model='st_resnet20', ...))`` returns the run's 
 
 The defaults are the paper's protocol (SPEC 2.2): 250 epochs full-precision SPN at lr 0.1, 40
 epochs ternary at lr 0.01, 10 epochs with W_b/W_c frozen at lr 0.001, batch 128, SGD momentum 0.9,
-weight decay 1e-4, seed 321. A dense model (resnet20, vgg7) trains one phase of --epochs_fp.
-With --init_from (a trained dense twin, or gluoncv:cifar_resnet20_v1) the phases default to a
+weight decay 1e-4, seed 321. A dense model (resnet20, vgg7) trains one stage of --epochs_fp.
+With --init_from (a trained dense twin, or gluoncv:cifar_resnet20_v1) the stages default to a
 short fine-tune (``FINE_TUNE``) and the dense network teaches by distillation.
 
 The options are CifarConfig's fields (strassen_gluon.config.option); the run driver is

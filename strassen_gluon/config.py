@@ -15,7 +15,8 @@ from .errors import UsageError
 
 
 class Phase(IntEnum):
-    """What an SPN layer computes. The values are the original code's `sp_mode` numbers.
+    """What an SPN layer computes: its *phase* (the training commands go through *stages*, full,
+    ternary, frozen, each of which sets a phase). The values are the original code's `sp_mode` numbers.
 
     DENSE      the original dense layer (convolution, fully connected, LSTM) with its own weight
     FULL       the sum-product network in full precision
@@ -146,7 +147,7 @@ class RunConfig:
                                    group='run')
     teacher_model: Optional[str] = option(
         None, 'run folder (or checkpoint folder) of a trained model whose logits teach the '
-              'student in every phase', metavar='PATH', group='distillation')
+              'student in every stage', metavar='PATH', group='distillation')
     dist_lambda: float = option(0.5, 'weight of the soft (teacher) loss; 0 turns distillation '
                                      'off', low=0, high=1, group='distillation')
     dist_temp: float = option(1.0, 'softmax temperature of distillation', above=0,
@@ -158,23 +159,24 @@ PerStage = Union[None, float, List[float]]
 
 @dataclass
 class PhasedConfig(RunConfig):
-    """Options of the commands that train a classifier in the paper's three phases (CIFAR-10,
+    """Options of the commands that train a classifier in the paper's three stages (CIFAR-10,
     ImageNet). A schedule option left at None takes the command's paper schedule
     (strassen_gluon.train.schedule), or its preset (--quick, --init_from)."""
     model: str = option('st_resnet20', 'model from the registry', group='model')
     nbr_mul: PerStage = option(
-        None, 'r = int(nbr_mul * c_out) per SPN; one value or a comma list, one per stage; '
-              'default: the model\'s (1)', above=0, parse=('per_stage', float), group='model')
+        None, 'r = int(nbr_mul * c_out) per SPN; one value or a comma list, one per network '
+              'stage (ResNet: the stem and each stage of blocks; VGG: 3); default: the '
+              'model\'s (1)', above=0, parse=('per_stage', float), group='model')
     out_patch: Union[None, int, List[int]] = option(
-        None, 'output patch p of the SPN convolutions; one value or one per stage; default: '
-              'the model\'s (1)', low=1, parse=('per_stage', int), group='model')
+        None, 'output patch p of the SPN convolutions; one value or one per network stage; '
+              'default: the model\'s (1)', low=1, parse=('per_stage', int), group='model')
     quantizer: Optional[str] = option(
         None, "ternary quantizer; 'threshold' is the original VGG script's fixed threshold "
               "(SPEC defect 5); default: the model's (twn)", choices=('twn', 'threshold'),
         group='model')
     init_from: Optional[str] = option(
         None, 'start from a trained dense network: a run folder of the dense twin or '
-              'gluoncv:NAME; it also becomes the teacher, and the phases default to a short '
+              'gluoncv:NAME; it also becomes the teacher, and the stages default to a short '
               'fine-tune', metavar='RUN_DIR|gluoncv:NAME', group='model')
     max_batches: Optional[int] = option(None, 'at most N training batches per epoch', low=1,
                                         group='data')
@@ -182,29 +184,29 @@ class PhasedConfig(RunConfig):
         None, 'evaluate on at most N test batches per epoch (default: all)', low=1,
         group='data')
     epochs_fp: Optional[int] = option(
-        None, 'epochs of phase 1, full-precision SPN (the only phase of a dense model); '
+        None, 'epochs of stage 1, full-precision SPN (the only stage of a dense model); '
               "default: the paper's", low=0, group='schedule')
-    epochs_quant: Optional[int] = option(None, "epochs of phase 2, ternary; default: the "
+    epochs_quant: Optional[int] = option(None, "epochs of stage 2, ternary; default: the "
                                                "paper's", low=0, group='schedule')
     epochs_frozen: Optional[int] = option(
-        None, "epochs of phase 3, ternary with W_b/W_c frozen; default: the paper's", low=0,
+        None, "epochs of stage 3, ternary with W_b/W_c frozen; default: the paper's", low=0,
         group='schedule')
-    lr_fp: Optional[float] = option(None, 'learning rate at the start of phase 1', above=0,
+    lr_fp: Optional[float] = option(None, 'learning rate at the start of stage 1', above=0,
                                     group='schedule')
-    lr_quant: Optional[float] = option(None, 'learning rate at the start of phase 2', above=0,
+    lr_quant: Optional[float] = option(None, 'learning rate at the start of stage 2', above=0,
                                        group='schedule')
-    lr_frozen: Optional[float] = option(None, 'learning rate at the start of phase 3', above=0,
+    lr_frozen: Optional[float] = option(None, 'learning rate at the start of stage 3', above=0,
                                         group='schedule')
     lr_steps_fp: Optional[List[int]] = option(
-        None, "comma list of epochs of phase 1 at which lr *= lr_factor; default: the paper's "
+        None, "comma list of epochs of stage 1 at which lr *= lr_factor; default: the paper's "
               "steps scaled to --epochs_fp", low=1, increasing=True, parse='int_list', group='schedule')
-    lr_steps_quant: Optional[List[int]] = option(None, 'the same for phase 2', low=1,
+    lr_steps_quant: Optional[List[int]] = option(None, 'the same for stage 2', low=1,
                                                  increasing=True, parse='int_list',
                                                  group='schedule')
-    lr_steps_frozen: Optional[List[int]] = option(None, 'the same for phase 3', low=1,
+    lr_steps_frozen: Optional[List[int]] = option(None, 'the same for stage 3', low=1,
                                                   increasing=True, parse='int_list',
                                                  group='schedule')
-    lr_shape: str = option('step', "how the rate falls within a phase: 'step' (x lr_factor at "
+    lr_shape: str = option('step', "how the rate falls within a stage: 'step' (x lr_factor at "
                                    "the step epochs, the paper's) or 'cosine' (to 0 along a "
                                    "half cosine, epoch by epoch; steps ignored)",
                            choices=('step', 'cosine'), group='schedule')

@@ -5,10 +5,10 @@
 
 From Python: ``train(ImageNetConfig(train_rec=..., val_rec=...))`` returns the run's summary.
 
-Phases (SPEC 2.5; SGD, momentum 0.9): 70 epochs with full-precision SPNs at lr 0.05, x0.1 after
+Stages (SPEC 2.5; SGD, momentum 0.9): 70 epochs with full-precision SPNs at lr 0.05, x0.1 after
 epochs 40 and 60; 10 epochs with ternary W_b, W_c at lr 0.0005; 5 epochs with W_b, W_c frozen at
-lr 0.0005. The full-precision ``resnet18`` trains the first schedule in one phase. With
---init_from the phases default to a short fine-tune (``FINE_TUNE``). Training runs on the shared
+lr 0.0005. The full-precision ``resnet18`` trains the first schedule in one stage. With
+--init_from the stages default to a short fine-tune (``FINE_TUNE``). Training runs on the shared
 loop (train/loop.py) with the classification task (train/classify.py), reporting top1 and top5.
 
 Parallelism:
@@ -40,8 +40,8 @@ from .train.build import model_cost
 from .train.classify import ClassificationTask
 from .train.distributed import (DistSyncTrainer, WorkerGroup, launch,  # noqa: F401 (API)
                                 worker_config, worker_group)
-from .train.phases import trainable_params
-from .train.schedule import IMAGENET_FINE_TUNE, PAPER_IMAGENET, paper_phases, preset_text
+from .train.stages import trainable_params
+from .train.schedule import IMAGENET_FINE_TUNE, PAPER_IMAGENET, paper_stages, preset_text
 
 MODULE = 'strassen_gluon.imagenet'
 IMAGENET_MODELS = ('resnet18', 'st_resnet18')
@@ -49,9 +49,9 @@ KVSTORES = ('device', 'local', 'dist_sync')
 FINE_TUNE = IMAGENET_FINE_TUNE
 
 
-def imagenet_phases(spn=True, epochs=(None, None, None), lrs=(None, None, None)):
-    """The phases of SPEC 2.5 with per-phase overrides (schedule.paper_phases)."""
-    return paper_phases(spn, epochs, lrs, paper=PAPER_IMAGENET)
+def imagenet_stages(spn=True, epochs=(None, None, None), lrs=(None, None, None)):
+    """The stages of SPEC 2.5 with per-stage overrides (schedule.paper_stages)."""
+    return paper_stages(spn, epochs, lrs, paper=PAPER_IMAGENET)
 
 
 @dataclass

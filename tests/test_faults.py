@@ -84,7 +84,7 @@ def run(argv, timeout=TIMEOUT):
 
 
 def epochs(run_dir):
-    return [(r['phase_index'], r['epoch']) for r in read_jsonl(os.path.join(run_dir,
+    return [(r['stage_index'], r['epoch']) for r in read_jsonl(os.path.join(run_dir,
                                                                             'log.jsonl'))]
 
 
@@ -233,7 +233,7 @@ def test_one_verified_checkpoint_by_default_and_optimizer_state_only_when_given(
     net, trainer = _tiny_net_and_trainer()
     first = save_checkpoint(str(tmp_path), 'p0-e0000', net, [trainer], {'epoch': 0})
     assert sorted(os.listdir(first)) == ['meta.json', 'model.params', 'trainer0.states']
-    # The end of a phase: the next phase starts a fresh optimizer, so no state is stored.
+    # The end of a stage: the next stage starts a fresh optimizer, so no state is stored.
     second = save_checkpoint(str(tmp_path), 'p0-e0001', net, [], {'epoch': 1})
     assert checkpoint_folders(str(tmp_path)) == [second]
     assert sorted(os.listdir(second)) == ['meta.json', 'model.params']

@@ -160,7 +160,7 @@ def test_training_images_are_normalised(tmp_path):
 # ------------------------------------------------------------------------------- schedule
 
 def test_phases_follow_spec_2_5():
-    full, ternary, frozen = imagenet.imagenet_phases()
+    full, ternary, frozen = imagenet.imagenet_stages()
     assert (full.epochs, full.lr, full.steps, full.phase) == (70, 0.05, (40, 60), Phase.FULL)
     assert learning_rate(full, 39) == 0.05
     assert learning_rate(full, 40) == pytest.approx(0.005)
@@ -170,9 +170,9 @@ def test_phases_follow_spec_2_5():
     assert learning_rate(ternary, 9) == 0.0005
     assert (frozen.epochs, frozen.lr, frozen.phase, frozen.frozen) == \
         (5, 0.0005, Phase.TERNARY, True)
-    short = imagenet.imagenet_phases(epochs=(7, 0, 1))
+    short = imagenet.imagenet_stages(epochs=(7, 0, 1))
     assert [p.name for p in short] == ['full', 'frozen'] and short[0].steps == (4, 6)
-    (dense,) = imagenet.imagenet_phases(spn=False, epochs=(70, 10, 5))
+    (dense,) = imagenet.imagenet_stages(spn=False, epochs=(70, 10, 5))
     assert (dense.name, dense.phase, dense.epochs) == ('dense', Phase.DENSE, 70)
 
 
@@ -196,16 +196,16 @@ def test_command_trains_phases_distils_and_resumes(tmp_path):
     student = data + TINY + ['--model', 'st_resnet18', '--nbr_mul', '1,1,0.5,0.5,0.5',
                              '--out_patch', '2', '--groups', '2', '--teacher_model', teacher_dir,
                              '--log_dir', str(tmp_path), '--epochs_fp', '1']
-    # Full-precision and ternary phases, then resume with a frozen phase added.
+    # Full-precision and ternary stages, then resume with a frozen stage added.
     assert imagenet.main(student + ['--epochs_quant', '1', '--epochs_frozen', '0',
                                     '--run_name', 'student']) == 0
     ternary = latest_checkpoint(student_dir)
-    assert read_meta(ternary)['phase'] == 'ternary'
+    assert read_meta(ternary)['stage'] == 'ternary'
     before = mx.nd.load(os.path.join(ternary, 'model.params'))
     assert imagenet.main(student + ['--epochs_quant', '1', '--epochs_frozen', '1',
                                     '--resume', student_dir]) == 0
     records = read_jsonl(os.path.join(student_dir, 'log.jsonl'))
-    assert [r['phase'] for r in records] == ['full', 'ternary', 'frozen']
+    assert [r['stage'] for r in records] == ['full', 'ternary', 'frozen']
     assert all(np.isfinite(r['train_loss']) and r['images'] == 8 for r in records)
     final = latest_checkpoint(student_dir)
     meta = read_meta(final)
@@ -213,7 +213,7 @@ def test_command_trains_phases_distils_and_resumes(tmp_path):
     after = mx.nd.load(os.path.join(final, 'model.params'))
     def unchanged(key):
         return np.array_equal(before[key].asnumpy(), after[key].asnumpy())
-    # The frozen phase keeps W_b and W_c and trains ã.
+    # The frozen stage keeps W_b and W_c and trains ã.
     ternary_weights = [k for k in after if k.endswith(('.wb', '.wc'))]
     assert len(ternary_weights) == 40 and all(unchanged(k) for k in ternary_weights)
     assert not all(unchanged(k) for k in after if k.endswith('.scale'))
@@ -248,8 +248,8 @@ def test_dist_sync_two_workers_end_with_identical_weights(tmp_path):
         assert (meta['rank'], meta['num_workers'], meta['finished']) == (rank, 2, True)
         params.append(mx.nd.load(os.path.join(latest_checkpoint(run_dir), 'model.params')))
         logs.append(read_jsonl(os.path.join(run_dir, 'log.jsonl')))
-    assert [r['phase'] for r in logs[0]] == ['full', 'ternary', 'frozen'] == \
-        [r['phase'] for r in logs[1]]
+    assert [r['stage'] for r in logs[0]] == ['full', 'ternary', 'frozen'] == \
+        [r['stage'] for r in logs[1]]
     # The workers read different shards (different losses) ...
     assert logs[0][0]['train_loss'] != logs[1][0]['train_loss']
     # ... and end with identical parameters, batch-norm statistics included.

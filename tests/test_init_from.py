@@ -23,7 +23,7 @@ CPU = ['--gpu_index', '-1', '--quiet']
 
 
 def phases_of(run_dir):
-    return [(r['phase'], r['lr']) for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))]
+    return [(r['stage'], r['lr']) for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))]
 
 
 @pytest.fixture(scope='module')
@@ -61,7 +61,7 @@ def test_cifar_conversion_is_exact_and_fine_tunes(cifar, capsys):
     assert [p for p, _ in phases_of(os.path.join(root, 'tuned'))] == \
         ['full'] * tune['epochs_fp'] + ['ternary'] * tune['epochs_quant'] + \
         ['frozen'] * tune['epochs_frozen']
-    # The original flags still set the phases; --dist_lambda 0 turns the teacher off.
+    # The original flags still set the stages; --dist_lambda 0 turns the teacher off.
     assert cifar10.main(args + ['--model', 'st_resnet20', '--init_from', dense_dir,
                                 '--epochs_quant', '1', '--dist_lambda', '0',
                                 '--run_name', 'short']) == 0

@@ -1,4 +1,4 @@
-"""Character-aware Strassen LM: PTB loader, models, quant modes, phases, distillation, resume.
+"""Character-aware Strassen LM: PTB loader, models, quant modes, stages, distillation, resume.
 
 Everything runs on a tiny corpus written in Kim's PTB format and tiny model sizes.
 """
@@ -18,7 +18,7 @@ from langmod import lm, train
 from strassen_gluon import Phase
 from strassen_gluon.errors import EXIT_DIVERGED, EXIT_USAGE, DataError, Diverged, Interrupted, UsageError
 from strassen_gluon.train import loop
-from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
+from strassen_gluon.train.stages import enter_stage, make_trainer, trainable_params
 from strassen_gluon.layers import SPNConv2D, SPNDense, SPNLSTM, spn_layers
 from strassen_gluon.models import get_model, list_models
 
@@ -59,7 +59,7 @@ def read_log(run_dir):
 
 
 def epochs_of(run_dir):
-    return [(r['phase'], r['epoch']) for r in read_log(run_dir)]
+    return [(r['stage'], r['epoch']) for r in read_log(run_dir)]
 
 
 # ------------------------------------------------------------------------------ loader
@@ -197,7 +197,7 @@ def test_script_runs_from_its_folder(corpus_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     (run_dir,) = os.listdir(tmp_path)
     (epoch,) = read_log(os.path.join(tmp_path, run_dir))
-    assert set(epoch) >= {'phase', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'test_ppl', 'seconds',
+    assert set(epoch) >= {'stage', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'test_ppl', 'seconds',
                           'tokens_per_s'}
     summary = json.load(open(os.path.join(tmp_path, run_dir, 'summary.json')))
     assert summary['task'] == 'langmod' and summary['metric_names'] == ['test_ppl', 'val_ppl']
@@ -243,8 +243,8 @@ def _is_char_conv(layer):
 @pytest.mark.parametrize('mode', range(8))
 def test_quant_mode_forward_backward(corpus_dir, mode):
     opt, net, batches = _build(corpus_dir, mode)
-    stage = lm.plan_phases(opt)[-1]
-    enter_phase(net, stage)
+    stage = lm.plan_stages(opt)[-1]
+    enter_stage(net, stage)
     if mode == 5:
         assert not spn_layers(net)
     else:
@@ -292,7 +292,7 @@ def test_spn_modes_quantize_what_they_should(corpus_dir):
     for mode, ternary_b, ternary_c in ((1, False, False), (2, True, True), (3, True, False),
                                        (4, False, True), (6, True, False), (7, True, False)):
         opt = _opt(corpus_dir, mode)
-        phase = lm.plan_phases(opt)[-1].phase
+        phase = lm.plan_stages(opt)[-1].phase
         assert (phase.ternary_b, phase.ternary_c) == (ternary_b, ternary_c), mode
 
 
@@ -303,27 +303,27 @@ def test_models_are_registered():
                   fixed_scale=True)
 
 
-# ------------------------------------------------------------------------------ phases
+# ------------------------------------------------------------------------------ stages
 
 def test_stages_pre_main_cont(corpus_dir):
     for mode in (2, 3, 4, 6, 7):   # 7 pre-trains too (the original skipped it)
         opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1',
                    '--learning_rate_pre', '0.3', '--learning_rate_cont', '0.05')
-        stages = lm.plan_phases(opt)
+        stages = lm.plan_stages(opt)
         assert [s.name for s in stages] == ['pre', 'main', 'cont']
         assert [s.lr for s in stages] == [0.3, opt.learning_rate, 0.05]
         assert stages[2].decay_when == 0 and stages[2].frozen and not stages[1].frozen
         assert stages[0].phase == Phase.FULL and stages[1].phase == stages[2].phase != Phase.FULL
     for mode in (0, 1, 5):
         opt = _opt(corpus_dir, mode, '--epochs_pre', '1', '--epochs_cont', '1')
-        assert [s.name for s in lm.plan_phases(opt)] == ['main']
+        assert [s.name for s in lm.plan_stages(opt)] == ['main']
 
 
 def test_enter_stage_sets_phase_and_freezing(corpus_dir):
     opt, net, _ = _build(corpus_dir, 6, '--epochs_pre', '1', '--epochs_cont', '1')
-    pre, main, cont = lm.plan_phases(opt)
+    pre, main, cont = lm.plan_stages(opt)
     for stage in (pre, main, cont):
-        enter_phase(net, stage)
+        enter_stage(net, stage)
         for layer in spn_layers(net):
             assert layer.phase == stage.phase and layer.frozen == stage.frozen
             wb = layer.ternary_params()
@@ -337,13 +337,13 @@ def test_run_through_all_stages(corpus_dir, tmp_path):
                    '--epochs_cont', '1', '--max_batches', '3', '--max_eval_batches', '2',
                    '--learning_rate', '0.5', '--decay_when', '1e9'], corpus_dir, tmp_path)
     records = read_log(summary['run_dir'])
-    epochs = [(r['phase'], r['epoch'], r['lr']) for r in records]
+    epochs = [(r['stage'], r['epoch'], r['lr']) for r in records]
     # decay_when huge: lr halves after every epoch but the first of a stage (no previous val ppl).
     assert epochs == [('pre', 0, 0.01), ('main', 0, 0.5), ('main', 1, 0.5), ('main', 2, 0.25),
                       ('cont', 0, 0.01)]
     # The test perplexity is measured once at the end of each stage.
-    assert [r['phase'] for r in records if 'test_ppl' in r] == ['pre', 'main', 'cont']
-    assert summary['metrics']['test_ppl'] == summary['phases']['cont']['final']['test_ppl'] > 1
+    assert [r['stage'] for r in records if 'test_ppl' in r] == ['pre', 'main', 'cont']
+    assert summary['metrics']['test_ppl'] == summary['stages']['cont']['final']['test_ppl'] > 1
     assert summary['cost']['mults'] > 0 and summary['cost']['per'] == 'time step'
     assert os.path.isfile(os.path.join(summary['run_dir'], 'config.json'))
 

@@ -96,7 +96,7 @@ def test_notebook_runs_headless_with_quick(tmp_path, monkeypatch):
     val_acc = summary['metrics']['val_acc']
     assert isinstance(val_acc, (int, float)) and 0.0 <= val_acc <= 1.0
     quick = cifar10.QUICK
-    assert {name: phase['epochs'] for name, phase in summary['phases'].items()} == {
+    assert {name: stage['epochs'] for name, stage in summary['stages'].items()} == {
         'full': quick['epochs_fp'], 'ternary': quick['epochs_quant'],
         'frozen': quick['epochs_frozen']}
     assert summary['config']['train_subset'] == quick['train_subset']
@@ -107,6 +107,6 @@ def test_notebook_runs_headless_with_quick(tmp_path, monkeypatch):
     assert difference < 1e-5
     tuned = read_summary(os.path.join(run_dirs[2], 'summary.json'))
     assert tuned['config']['init_from'] == run_dirs[0]
-    assert {name: phase['epochs'] for name, phase in tuned['phases'].items()} == {
+    assert {name: stage['epochs'] for name, stage in tuned['stages'].items()} == {
         'full': cifar10.FINE_TUNE['epochs_fp'], 'ternary': cifar10.FINE_TUNE['epochs_quant'],
         'frozen': cifar10.FINE_TUNE['epochs_frozen']}

@@ -235,7 +235,7 @@ def tiny_lm_checkpoint(folder):
     set_phase(net, 'ternary')
     net(*net.example_inputs())
     return save_checkpoint(str(folder), 'p0-e0000', net, meta=dict(
-        model='st_charlm', model_kwargs=kwargs, phase_mode=2, epoch=0)), net
+        model='st_charlm', model_kwargs=kwargs, phase=2, epoch=0)), net
 
 
 def test_language_model_exports_packed_and_refuses_onnx_with_a_message(tmp_path, capsys):

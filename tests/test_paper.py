@@ -169,7 +169,7 @@ def test_cifar10_run_resume_skip_and_render(data, tmp_path, capsys):
     assert main(['run', 'cifar10', '--budget', 'smoke', '--out', str(out), '--data_dir',
                  str(data / 'cifar'), '--cell', 'resnet20']) == 0
     student, = [c for c in cells('cifar10', 'smoke', str(out), str(data / 'cifar')) if c.after]
-    # A partial student: its first of three phases done, then stopped.
+    # A partial student: its first of three stages done, then stopped.
     assert runner.call_main(student.module, list(student.argv) + ['--stop_after_epochs',
                                                                    '1']) == 0
     assert runner.cell_state(student) == 'partial'
@@ -180,7 +180,7 @@ def test_cifar10_run_resume_skip_and_render(data, tmp_path, capsys):
     assert '[2/2] st_resnet20-r1-p1: resuming' in printed
     assert '--resume %s' % student.folder in printed and '2 of 2 cells finished' in printed
     st = read_summary(str(out / 'st_resnet20-r1-p1' / 'summary.json'))
-    assert len(st['commands']) == 2 and [p['epochs'] for p in st['phases'].values()] == [1] * 3
+    assert len(st['commands']) == 2 and [p['epochs'] for p in st['stages'].values()] == [1] * 3
     assert smoke_run('cifar10', out, data / 'cifar') == 0   # nothing left to do
     assert capsys.readouterr().out.count('finished, skipped') == 2
     assert main(['plan', 'cifar10', '--budget', 'smoke', '--out', str(out), '--missing']) == 0

@@ -1,4 +1,4 @@
-"""CIFAR-10 training: schedule, phases, loop, checkpoints/resume, distillation and the command.
+"""CIFAR-10 training: schedule, stages, loop, checkpoints/resume, distillation and the command.
 
 Runs on tiny generated data in the real file format (80 training, 32 test images), batch 16,
 2 batches per epoch.
@@ -26,14 +26,14 @@ from strassen_gluon.train.logs import read_jsonl
 from strassen_gluon.train.run import read_summary
 from strassen_gluon.errors import EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, UsageError
 from strassen_gluon.train.classify import ClassificationTask, evaluate
-from strassen_gluon.train.loop import Diverged, LoopOptions, run_phases, train_epoch
-from strassen_gluon.train.phases import enter_phase, make_trainer, trainable_params
-from strassen_gluon.train.schedule import (PAPER_CIFAR, PhaseSpec, learning_rate, make_phase,
-                                           paper_phases, phases_from_config, scale_steps)
+from strassen_gluon.train.loop import Diverged, LoopOptions, run_stages, train_epoch
+from strassen_gluon.train.stages import enter_stage, make_trainer, trainable_params
+from strassen_gluon.train.schedule import (PAPER_CIFAR, Stage, learning_rate, make_stage,
+                                           paper_stages, stages_from_config, scale_steps)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = LoopOptions(progress=False, print_fn=lambda *a: None)
-LOG_FIELDS = {'phase', 'epoch', 'lr', 'train_loss', 'train_acc', 'val_acc', 'seconds',
+LOG_FIELDS = {'stage', 'epoch', 'lr', 'train_loss', 'train_acc', 'val_acc', 'seconds',
               'images_per_s'}
 
 
@@ -58,7 +58,7 @@ def params_of(checkpoint):
 
 @pytest.fixture(scope='module')
 def full_run(data_dir, tmp_path_factory):
-    """One uninterrupted 3-phase run of 2 + 2 + 1 epochs, shared by several tests."""
+    """One uninterrupted 3-stage run of 2 + 2 + 1 epochs, shared by several tests."""
     log_dir = tmp_path_factory.mktemp('runs')
     rc = cifar10.main(tiny_args(data_dir, log_dir, '--run_name', 'full', epochs=(2, 2, 1)))
     assert rc == 0
@@ -68,7 +68,7 @@ def full_run(data_dir, tmp_path_factory):
 # ----------------------------------------------------------------------------- schedule
 
 def test_paper_schedule_boundaries():
-    full, ternary, frozen = paper_phases()
+    full, ternary, frozen = paper_stages()
     assert (full.epochs, ternary.epochs, frozen.epochs) == (250, 40, 10)
     lr = {e: learning_rate(full, e) for e in (0, 149, 150, 199, 200, 249)}
     assert lr == {0: 0.1, 149: 0.1, 150: 0.01, 199: 0.01, 200: 0.001, 249: 0.001}
@@ -82,9 +82,9 @@ def test_paper_schedule_boundaries():
 
 
 def test_shortened_phases_scale_their_steps():
-    assert make_phase('full', epochs=25).steps == (15, 20)
-    assert make_phase('ternary', epochs=4).steps == (1, 2, 3)
-    assert make_phase('full', epochs=25, steps=[5]).steps == (5,)
+    assert make_stage('full', epochs=25).steps == (15, 20)
+    assert make_stage('ternary', epochs=4).steps == (1, 2, 3)
+    assert make_stage('full', epochs=25, steps=[5]).steps == (5,)
     assert scale_steps((150, 200), 250, 250) == (150, 200)
     # Each decay on an epoch of its own, never at epoch 0; the first steps that fit are kept.
     assert scale_steps((150, 200), 250, 3) == (1, 2)
@@ -95,13 +95,13 @@ def test_shortened_phases_scale_their_steps():
         steps = scale_steps((10, 20, 30), 40, epochs)
         assert list(steps) == sorted(set(steps)) and all(0 < s < epochs for s in steps)
         assert len(steps) == min(3, epochs - 1)
-    short = make_phase('full', epochs=25)
+    short = make_stage('full', epochs=25)
     assert learning_rate(short, 14) == 0.1 and learning_rate(short, 15) == 0.01
 
 
 def test_cosine_falls_from_the_phase_rate_towards_zero():
     config = cifar10.CifarConfig(lr_shape='cosine', epochs_fp=4, lr_fp=0.2)
-    full = phases_from_config(config, True, PAPER_CIFAR)[0][0]
+    full = stages_from_config(config, True, PAPER_CIFAR)[0][0]
     rates = [learning_rate(full, e) for e in range(4)]
     assert rates[0] == 0.2 and rates == sorted(rates, reverse=True) and rates[2] == 0.1
     assert rates[3] == pytest.approx(0.2 * (1 + math.cos(math.pi * 3 / 4)) / 2)
@@ -109,24 +109,24 @@ def test_cosine_falls_from_the_phase_rate_towards_zero():
 
 def test_a_short_run_says_which_steps_it_lost():
     config = cifar10.CifarConfig(epochs_fp=3, epochs_quant=2, epochs_frozen=1)
-    phases, notes = phases_from_config(config, True, PAPER_CIFAR)
-    assert [learning_rate(phases[0], e) for e in range(3)] == [0.1, 0.01, 0.001]
-    assert [learning_rate(phases[1], e) for e in range(2)] == [0.01, 0.001]
-    assert notes == ["phase ternary: 2 epoch(s) hold 1 of the paper's 3 learning-rate steps "
+    stages, notes = stages_from_config(config, True, PAPER_CIFAR)
+    assert [learning_rate(stages[0], e) for e in range(3)] == [0.1, 0.01, 0.001]
+    assert [learning_rate(stages[1], e) for e in range(2)] == [0.01, 0.001]
+    assert notes == ["stage ternary: 2 epoch(s) hold 1 of the paper's 3 learning-rate steps "
                      "(at 1); --lr_steps_* choose others"]
     config.lr_steps_quant = []            # chosen by the user: nothing to say
-    assert phases_from_config(config, True, PAPER_CIFAR)[1] == []
+    assert stages_from_config(config, True, PAPER_CIFAR)[1] == []
 
 
 def test_dense_models_train_one_phase_and_empty_phases_drop():
-    (dense,) = paper_phases(spn=False, epochs=(7, 40, 10))
+    (dense,) = paper_stages(spn=False, epochs=(7, 40, 10))
     assert dense.name == 'dense' and dense.phase == Phase.DENSE and dense.epochs == 7
-    assert [p.name for p in paper_phases(epochs=(0, 3, 0))] == ['ternary']
+    assert [p.name for p in paper_stages(epochs=(0, 3, 0))] == ['ternary']
     with pytest.raises(ValueError):
-        PhaseSpec('x', Phase.FULL, 3, 0.1, steps=(2, 1))
+        Stage('x', Phase.FULL, 3, 0.1, steps=(2, 1))
 
 
-# ----------------------------------------------------------------------------- phases, loop
+# ----------------------------------------------------------------------------- stages, loop
 
 def random_batches(n=32, batch=16, seed=0, train=True):
     rng = np.random.RandomState(seed)
@@ -148,7 +148,7 @@ def small_net():
 
 def test_phases_switch_layer_modes_and_frozen_phase_keeps_wb_wc():
     net = small_net()
-    phases = paper_phases(epochs=(1, 1, 1))
+    stages = paper_stages(epochs=(1, 1, 1))
     snapshots = {}
     layers = spn_layers(net)
 
@@ -161,30 +161,30 @@ def test_phases_switch_layer_modes_and_frozen_phase_keeps_wb_wc():
 
     import tempfile
     with tempfile.TemporaryDirectory() as run_dir:
-        status = run_phases(task(), net, phases, run_dir, {'model': 'st_resnet20'},
+        status = run_stages(task(), net, stages, run_dir, {'model': 'st_resnet20'},
                             on_phase_end=snapshot)
         assert status == 'done'
-        assert [r['phase'] for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))] == \
+        assert [r['stage'] for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))] == \
             ['full', 'ternary', 'frozen']
     tern, frozen = snapshots['ternary'], snapshots['frozen']
-    for key in ('wb', 'wc'):   # W_b and W_c do not move in the frozen phase ...
+    for key in ('wb', 'wc'):   # W_b and W_c do not move in the frozen stage ...
         for a, b in zip(tern[key], frozen[key]):
             np.testing.assert_array_equal(a, b)
-    # ... while ã keeps training (and moved in the ternary phase too).
+    # ... while ã keeps training (and moved in the ternary stage too).
     assert any(not np.array_equal(a, b) for a, b in zip(tern['scale'], frozen['scale']))
     assert any(not np.array_equal(a, b) for a, b in zip(snapshots['full']['wb'], tern['wb']))
 
 
 def test_trainer_covers_exactly_the_trained_parameters():
     net = small_net()
-    frozen = make_phase('frozen')
-    enter_phase(net, frozen)
+    frozen = make_stage('frozen')
+    enter_stage(net, frozen)
     names = set(trainable_params(net))
     layer = spn_layers(net)[3]
     assert layer.wb.name not in names and layer.wc.name not in names
     assert layer.scale.name in names and layer.dense_weight.name not in names
     assert net.output.weight.name in names
-    enter_phase(net, make_phase('ternary'))
+    enter_stage(net, make_stage('ternary'))
     assert layer.wb.name in set(trainable_params(net))
     trainer = make_trainer(net, 0.01)
     assert trainer.learning_rate == 0.01 and trainer.optimizer.momentum == 0.9
@@ -193,7 +193,7 @@ def test_trainer_covers_exactly_the_trained_parameters():
 
 def test_scales_stay_clipped_after_each_step():
     net = small_net()
-    enter_phase(net, make_phase('full'))
+    enter_stage(net, make_stage('full'))
     trainer = make_trainer(net, 50.0)       # a huge step pushes some ã below 0
     train_epoch(task(), net, trainer, random_batches())
     scales = np.concatenate([l.scale.data().asnumpy() for l in spn_layers(net)])
@@ -205,7 +205,7 @@ def test_data_parallel_epoch_on_two_contexts():
     net = get_model('resnet20')
     net.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
     net.hybridize()
-    enter_phase(net, make_phase('dense'))
+    enter_stage(net, make_stage('dense'))
     trainer = make_trainer(net, 0.1, kvstore='device')
     stats = train_epoch(task(ctx), net, trainer, random_batches())
     assert stats['count'] == 32 and np.isfinite(stats['train_loss'])
@@ -216,7 +216,7 @@ def test_data_parallel_epoch_on_two_contexts():
 
 def test_nan_loss_raises_diverged():
     net = small_net()
-    enter_phase(net, make_phase('full'))
+    enter_stage(net, make_stage('full'))
     trainer = make_trainer(net, 0.1)
     net.output.bias.set_data(mx.nd.full((10,), np.nan))
     with pytest.raises(Diverged, match='nan'):
@@ -227,7 +227,7 @@ def test_nan_loss_raises_diverged():
 
 def test_run_writes_log_summary_curves_and_checkpoint(full_run):
     records = read_jsonl(os.path.join(full_run, 'log.jsonl'))
-    assert [(r['phase'], r['epoch']) for r in records] == [
+    assert [(r['stage'], r['epoch']) for r in records] == [
         ('full', 0), ('full', 1), ('ternary', 0), ('ternary', 1), ('frozen', 0)]
     for r in records:
         assert LOG_FIELDS <= set(r)
@@ -239,17 +239,17 @@ def test_run_writes_log_summary_curves_and_checkpoint(full_run):
         ('cifar10', 'val_acc', ['val_acc'])
     assert summary['metrics']['val_acc'] == records[-1]['val_acc']
     assert summary['best']['value'] == max(r['val_acc'] for r in records)
-    assert set(summary['phases']) == {'full', 'ternary', 'frozen'}
-    assert summary['phases']['ternary']['final']['val_acc'] == records[3]['val_acc']
+    assert set(summary['stages']) == {'full', 'ternary', 'frozen'}
+    assert summary['stages']['ternary']['final']['val_acc'] == records[3]['val_acc']
     cost = summary['cost']
     assert cost['mults'] > 0 and cost['adds'] > cost['mults'] and cost['bits'] > 0
-    assert '--run_name full' in summary['command'] and summary['schema_version'] == 1
+    assert '--run_name full' in summary['command'] and summary['schema_version'] == 2
     with open(os.path.join(full_run, 'curves.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     meta = read_meta(latest_checkpoint(full_run))
-    assert meta['phase'] == 'frozen' and meta['finished'] and meta['model'] == 'st_resnet20'
-    assert meta['phase_mode'] == int(Phase.TERNARY) and meta['frozen']
-    # The folder keeps one checkpoint, without optimizer state at the end of the last phase,
+    assert meta['stage'] == 'frozen' and meta['finished'] and meta['model'] == 'st_resnet20'
+    assert meta['phase'] == int(Phase.TERNARY) and meta['frozen']
+    # The folder keeps one checkpoint, without optimizer state at the end of the last stage,
     # and the summary says what the folder holds.
     checkpoints = [d for d in os.listdir(full_run) if d.startswith('ckpt-')]
     assert checkpoints == [os.path.basename(latest_checkpoint(full_run))]
@@ -265,7 +265,7 @@ def test_trained_model_is_ternary_and_cheaper_than_dense(full_run, data_dir, tmp
                                 epochs=(1, 5, 5)))
     assert rc == 0
     records = read_jsonl(os.path.join(tmp_path, 'fp', 'log.jsonl'))
-    assert [r['phase'] for r in records] == ['dense']
+    assert [r['stage'] for r in records] == ['dense']
     dense = read_summary(os.path.join(tmp_path, 'fp', 'summary.json'))['cost']
     strassen = read_summary(os.path.join(full_run, 'summary.json'))['cost']
     assert strassen['mults'] < dense['mults'] / 10
@@ -277,7 +277,7 @@ def test_resume_continues_exactly(full_run, data_dir, tmp_path):
     assert cifar10.main(args + ['--stop_after_epochs', '3']) == 0
     run_dir = os.path.join(str(tmp_path), 'part')
     meta = read_meta(latest_checkpoint(run_dir))
-    assert (meta['phase'], meta['epoch'], meta['lr'], meta['finished']) == \
+    assert (meta['stage'], meta['epoch'], meta['lr'], meta['finished']) == \
         ('ternary', 0, 0.01, False)
     assert os.path.isfile(os.path.join(latest_checkpoint(run_dir), 'trainer0.states'))
     assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
@@ -294,8 +294,8 @@ def test_resume_continues_exactly(full_run, data_dir, tmp_path):
                                    err_msg=name)
     records = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
     reference = read_jsonl(os.path.join(full_run, 'log.jsonl'))
-    assert [(r['phase'], r['epoch'], r['lr']) for r in records] == \
-        [(r['phase'], r['epoch'], r['lr']) for r in reference]
+    assert [(r['stage'], r['epoch'], r['lr']) for r in records] == \
+        [(r['stage'], r['epoch'], r['lr']) for r in reference]
     np.testing.assert_allclose([r['train_loss'] for r in records],
                                [r['train_loss'] for r in reference], rtol=1e-5)
     with open(os.path.join(run_dir, 'config.json')) as f:
@@ -354,8 +354,8 @@ def test_distillation_changes_the_loss(data_dir, tmp_path):
                                    os.path.join(str(tmp_path), 'teacher')]) == 0
     alone = read_jsonl(os.path.join(str(tmp_path), 'alone', 'log.jsonl'))
     taught = read_jsonl(os.path.join(str(tmp_path), 'taught', 'log.jsonl'))
-    assert [r['phase'] for r in taught] == ['full', 'ternary']
-    for a, t in zip(alone, taught):   # distillation acts in every phase
+    assert [r['stage'] for r in taught] == ['full', 'ternary']
+    for a, t in zip(alone, taught):   # distillation acts in every stage
         assert np.isfinite(t['train_loss']) and abs(a['train_loss'] - t['train_loss']) > 1e-4
     # A teacher with lambda 0 is plain cross-entropy: the same run as without a teacher.
     assert cifar10.main(student + ['--run_name', 'lam0', '--dist_lambda', '0',
@@ -398,8 +398,8 @@ def test_options():
     defaults, explicit = cifar10.parse_args([])
     assert explicit == set() and defaults == cifar10.CifarConfig()
     # Schedule options left unset take the paper's schedule.
-    phases, _ = phases_from_config(defaults, True, PAPER_CIFAR)
-    assert [(p.epochs, p.lr, p.steps) for p in phases] == [
+    stages, _ = stages_from_config(defaults, True, PAPER_CIFAR)
+    assert [(p.epochs, p.lr, p.steps) for p in stages] == [
         (250, 0.1, (150, 200)), (40, 0.01, (10, 20, 30)), (10, 0.001, ())]
     assert (defaults.batch_size, defaults.seed, defaults.model) == (128, 321, 'st_resnet20')
     assert cifar10.model_kwargs(defaults) == {}
@@ -407,7 +407,7 @@ def test_options():
     driver.apply_presets(quick, cifar10.CifarRecipe().presets(quick), explicit)
     assert quick.train_subset == cifar10.QUICK['train_subset'] and quick.epochs_fp == 3
     assert explicit == {'quick', 'epochs_fp'}
-    # --init_from makes the phases a short fine-tune unless they are given.
+    # --init_from makes the stages a short fine-tune unless they are given.
     tune, explicit = cifar10.parse_args(['--init_from', 'gluoncv:cifar_resnet20_v1',
                                          '--epochs_fp', '2'])
     driver.apply_presets(tune, cifar10.CifarRecipe().presets(tune), explicit)
@@ -438,3 +438,22 @@ def test_command_runs_as_a_module(data_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count('epoch 1/1') == 3 and 'final val acc' in proc.stdout
     assert os.path.isfile(os.path.join(str(tmp_path), 'cli', 'summary.json'))
+
+
+def test_run_folders_written_before_stages_were_named_read_in_todays_words(tmp_path):
+    """Schema 1 called a training stage 'phase' and a layer phase 'phase_mode'."""
+    from strassen_gluon.train.checkpoint import stage_names
+    old = {'phase': 'ternary', 'phase_index': 1, 'phase_mode': 2, 'epoch': 0,
+           'record': {'phase': 'ternary', 'phase_index': 1, 'epoch': 0}}
+    assert stage_names(old) == {'stage': 'ternary', 'stage_index': 1, 'phase': 2, 'epoch': 0,
+                                'record': {'stage': 'ternary', 'stage_index': 1, 'epoch': 0}}
+    new = {'stage': 'frozen', 'stage_index': 2, 'phase': 2}
+    assert stage_names(new) is new
+    path = tmp_path / 'summary.json'
+    path.write_text(json.dumps({'schema_version': 1, 'phases': {'full': {'epochs': 1}},
+                                'phase_plan': [{'name': 'full'}], 'metrics': {},
+                                'best': {'metric': 'val_acc', 'value': 0.5, 'phase': 'full'}}))
+    summary = read_summary(str(path))
+    assert (summary['schema_version'], summary['stages'], summary['stage_plan'],
+            summary['best']['stage']) == (2, {'full': {'epochs': 1}}, [{'name': 'full'}], 'full')
+    assert 'phases' not in summary and 'phase_plan' not in summary

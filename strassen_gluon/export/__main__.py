@@ -70,7 +70,7 @@ def export(args, say=print):
             require_writable(path, option)
     ctx = mx.cpu()
     net, meta, ckpt = load_trained(args.run_dir, ctx)
-    say('%s from %s (phase %s, epoch %s)' % (meta['model'], ckpt, meta.get('phase_mode', '-'),
+    say('%s from %s (phase %s, epoch %s)' % (meta['model'], ckpt, meta.get('phase', '-'),
                                              meta.get('epoch', '-')))
     require_ternary(net)
     if args.onnx:

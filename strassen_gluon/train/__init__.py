@@ -1,1 +1,1 @@
-"""Training: phases, schedules, loops, distillation, checkpoints and logs."""
+"""Training: stages, schedules, loops, distillation, checkpoints and logs."""

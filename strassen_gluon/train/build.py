@@ -103,7 +103,7 @@ def choose_teacher(config, dense, load, say=print):
 
 
 def model_cost(net, input_shape=None, inputs=None):
-    """Multiplications, additions and bits of `net` in its current phases (strassen_gluon.count)
+    """Multiplications, additions and bits of `net` in its current stages (strassen_gluon.count)
     for one input: {'mults', 'adds', 'bits', 'input_shape', 'excluding_fc_head'}, or None
     (with the reason printed) if counting fails: the count must never lose a finished run."""
     try:

@@ -1,8 +1,8 @@
 """Self-describing, crash-safe checkpoints that verify themselves.
 
 A checkpoint is a folder ``ckpt-<tag>/`` holding ``model.params``, ``trainer<i>.states`` (one per
-trainer given: the loop gives none at the end of a phase, whose successor starts a fresh
-optimizer) and ``meta.json``: whatever the caller needs to resume (phase, epoch, learning rate,
+trainer given: the loop gives none at the end of a stage, whose successor starts a fresh
+optimizer) and ``meta.json``: whatever the caller needs to resume (stage, epoch, learning rate,
 configuration, git revision) plus the SHA-256 of every other file in the folder. It is written
 under a temporary name and renamed into place, read back and verified against those checksums,
 then ``latest.json`` is replaced atomically to point at it; only then are older checkpoints
@@ -186,7 +186,22 @@ def read_meta(checkpoint):
         meta = json.load(f)
     if not isinstance(meta, dict):
         raise ValueError('not a JSON object')
-    return meta
+    return stage_names(meta)
+
+
+def stage_names(record):
+    """A checkpoint's meta or a log line in today's words. Run folders written before training
+    stages and layer phases had two names called the stage 'phase' (with 'phase_index') and the
+    layer phase 'phase_mode'; they resume as they are."""
+    if 'phase_index' not in record:
+        return record
+    new = {k: v for k, v in record.items() if k not in ('phase', 'phase_index', 'phase_mode')}
+    new.update(stage=record.get('phase'), stage_index=record['phase_index'])
+    if 'phase_mode' in record:
+        new['phase'] = record['phase_mode']
+    if isinstance(record.get('record'), dict):
+        new['record'] = stage_names(record['record'])
+    return new
 
 
 def load_checkpoint(checkpoint, net, trainers=(), ctx=None):
@@ -200,7 +215,7 @@ def load_trainer_states(checkpoint, trainers):
     """Load the optimizer states saved with a checkpoint into `trainers` (in the same order).
 
     Separate from the parameters because a trainer can only be built once the model is in the
-    right phase (which parameters train), i.e. after the parameters are loaded.
+    right stage (which parameters train), i.e. after the parameters are loaded.
     """
     for i, trainer in enumerate(trainers):
         states = os.path.join(checkpoint, 'trainer%d.states' % i)

@@ -77,7 +77,7 @@ class DistSyncTrainer(ReducingTrainer):
     """A gluon Trainer whose gradients are summed over all devices and workers of a WorkerGroup.
 
     Gluon's own dist_sync support keys the kvstore by position in the trainer's parameter list
-    and initialises the keys when a trainer is built; the phases build a new trainer over another
+    and initialises the keys when a trainer is built; the stages build a new trainer over another
     list, which would reuse keys with other shapes. Here the keys are the parameter names, and
     the update runs locally on the summed gradients (every worker computes the same update).
     `step(batch_size)` takes this worker's batch; the summed gradient covers all workers'.

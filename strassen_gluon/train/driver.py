@@ -1,10 +1,10 @@
 """The one run driver: everything a training command does around the loop, once.
 
 ``run(config, recipe)`` opens (or resumes) the run folder, builds the data, the model and its
-phases, starts from a dense network (--init_from), chooses the teacher, restores the newest
-checkpoint, trains through :func:`strassen_gluon.train.loop.run_phases` (Ctrl-C safe), and
+stages, starts from a dense network (--init_from), chooses the teacher, restores the newest
+checkpoint, trains through :func:`strassen_gluon.train.loop.run_stages` (Ctrl-C safe), and
 writes the summary, the learning curves and the final line. A command is a typed configuration
-plus a :class:`Recipe`, the few things that differ between tasks (data, model, phases, task).
+plus a :class:`Recipe`, the few things that differ between tasks (data, model, stages, task).
 The CIFAR-10, ImageNet and language-model commands, the notebook and the paper tables all train
 through here.
 """
@@ -18,12 +18,12 @@ from ..config import check_options
 from ..errors import Interrupted, UsageError
 from .build import build_model, choose_teacher, contexts, init_from
 from .checkpoint import folder_contents, latest_checkpoint
-from .loop import LoopOptions, format_metrics, restore, run_phases, seed_everything
-from .phases import enter_phase, has_spn
+from .loop import LoopOptions, format_metrics, restore, run_stages, seed_everything
+from .stages import enter_stage, has_spn
 from .plots import save_learning_curves
 from .precision import resolve_dtype, set_compute_dtype
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
-from .schedule import phases_from_config
+from .schedule import stages_from_config
 from .teacher import load_teacher
 
 CURVES_NAME = 'curves.png'
@@ -38,7 +38,7 @@ class Recipe:
     ``presets(config)``                  {option: value} for the options the user did not set
     ``load_data(config, ctx, say)``      the data, with every check that can fail on user input
     ``model(config, data)``              (registry name, constructor options)
-    ``phases(config, spn, say)``         the training phases (PhaseSpec list)
+    ``stages(config, spn, say)``         the training stages (Stage list)
     ``calibration(net, data, ctx)``      a tuple of network inputs (for --init_from)
     ``load_teacher(path, config, data, ctx, say)``  a frozen teacher from --teacher_model
                                          (default: a run folder of a registry model)
@@ -69,7 +69,7 @@ class Recipe:
     def model(self, config, data):
         raise NotImplementedError
 
-    def phases(self, config, spn, say):
+    def stages(self, config, spn, say):
         raise NotImplementedError
 
     def calibration(self, net, data, ctx):
@@ -104,7 +104,7 @@ class Recipe:
 
 
 class PhasedRecipe(Recipe):
-    """A classifier trained in the paper's three phases (a PhasedConfig): ``paper`` is the
+    """A classifier trained in the paper's three stages (a PhasedConfig): ``paper`` is the
     command's schedule, ``fine_tune`` the preset of --init_from."""
     paper = None
     fine_tune = {}
@@ -112,11 +112,11 @@ class PhasedRecipe(Recipe):
     def presets(self, config):
         return dict(self.fine_tune) if config.init_from else {}
 
-    def phases(self, config, spn, say):
-        phases, notes = phases_from_config(config, spn, self.paper)
+    def stages(self, config, spn, say):
+        stages, notes = stages_from_config(config, spn, self.paper)
         for note in notes:
             say(note)
-        return phases
+        return stages
 
 
 def apply_presets(config, presets, explicit):
@@ -170,9 +170,9 @@ def run(config, recipe, explicit=None, command=None, say=None):
     name, kwargs = recipe.model(config, data)
     net = build_model(name, kwargs)
     spn = has_spn(net)
-    phases = recipe.phases(config, spn, say)
-    if not phases:
-        raise UsageError('no epochs to train (all phase lengths are 0)')
+    stages = recipe.stages(config, spn, say)
+    if not stages:
+        raise UsageError('no epochs to train (all stage lengths are 0)')
     if config.init_from and not spn:
         raise UsageError('--init_from converts a dense network into a Strassen one; %s has no '
                          'SPN layers' % name)
@@ -198,7 +198,7 @@ def run(config, recipe, explicit=None, command=None, say=None):
         record['config'] = dataclasses.asdict(config)
     write_run(run_dir, record, model=name, model_kwargs=kwargs, **recipe.record(data))
 
-    start, checkpoint = restore(net, run_dir, phases, ctx)
+    start, checkpoint = restore(net, run_dir, stages, ctx)
     recipe.after_restore(net)
     net.hybridize(static_alloc=True)
     options = LoopOptions(**dict(dict(
@@ -217,20 +217,20 @@ def run(config, recipe, explicit=None, command=None, say=None):
         save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME), title)
     if config.init_from and checkpoint is None:
         # The number that shows the conversion worked: the start of the fine-tune.
-        enter_phase(net, phases[0])
+        enter_stage(net, stages[0])
         say('converted network before fine-tuning: %s' % format_metrics(task.evaluate(net)))
-    if start[0] < len(phases):
+    if start[0] < len(stages):
         if checkpoint is not None:
-            say('resuming %s at phase %s, epoch %d (from %s)'
-                % (run_dir, phases[start[0]].name, start[1] + 1, os.path.basename(checkpoint)))
-        say('%s on %s; phases: %s; run folder %s'
+            say('resuming %s at stage %s, epoch %d (from %s)'
+                % (run_dir, stages[start[0]].name, start[1] + 1, os.path.basename(checkpoint)))
+        say('%s on %s; stages: %s; run folder %s'
             % (title, ', '.join(str(c) for c in ctx),
-               ', '.join('%s %d ep lr %g%s' % (p.name, p.epochs, p.lr, _decay(p)) for p in phases),
+               ', '.join('%s %d ep lr %g%s' % (p.name, p.epochs, p.lr, _decay(p)) for p in stages),
                run_dir))
         meta = dict(model=name, model_kwargs=kwargs, seed=config.seed, task=recipe.task,
                     run_dir=os.path.abspath(run_dir), **recipe.record(data))
         try:
-            status = run_phases(task, net, phases, run_dir, meta, start=start,
+            status = run_stages(task, net, stages, run_dir, meta, start=start,
                                 checkpoint=checkpoint,
                                 stop_after_epochs=config.stop_after_epochs,
                                 on_phase_end=lambda spec: curves())
@@ -248,8 +248,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
     else:
         say('%s: the run is already finished' % run_dir)
         curves()
-    enter_phase(net, phases[-1])
-    summary = write_summary(run_dir, record, task, phases, cost=recipe.cost(net, config, ctx),
+    enter_stage(net, stages[-1])
+    summary = write_summary(run_dir, record, task, stages, cost=recipe.cost(net, config, ctx),
                             extra=dict(folder=folder_contents(run_dir), dtype=dtype))
     cost = summary['cost']
     say('%s%s; %s' % (recipe.result(summary),

@@ -1,21 +1,21 @@
-"""The one training loop: phases, learning-rate policy, distillation, NaN stop, checkpoints,
+"""The one training loop: stages, learning-rate policy, distillation, NaN stop, checkpoints,
 resume, logs and progress, for every task (CIFAR-10, ImageNet, the language model).
 
 A task is a small object (see :class:`Task`) that knows its batches, one training step and its
-evaluation; :func:`run_phases` does everything else. Every epoch ends with
+evaluation; :func:`run_stages` does everything else. Every epoch ends with
 
 1. a check that the training loss and every parameter are finite (otherwise :class:`Diverged`
    is raised and nothing is written, so the previous checkpoint stays the newest),
-2. at the last epoch of a phase, the task's end-of-phase evaluation (e.g. the LM's test
-   perplexity), so that a phase is finished exactly when its last checkpoint exists,
+2. at the last epoch of a stage, the task's end-of-stage evaluation (e.g. the LM's test
+   perplexity), so that a stage is finished exactly when its last checkpoint exists,
 3. an atomic, checksummed checkpoint (parameters, optimizer state, position, learning rate and
    the epoch's log line), then that line in ``log.jsonl``.
 
-The random state of an epoch is derived from (seed, phase, epoch), so a resumed run draws the
+The random state of an epoch is derived from (seed, stage, epoch), so a resumed run draws the
 same shuffles, crops and dropout masks as an uninterrupted one.
 
-Learning rates: a phase steps its rate at given epochs (:func:`schedule.learning_rate`), or, with
-``PhaseSpec.decay_when`` set, decays it when the task's primary metric did not improve by more
+Learning rates: a stage steps its rate at given epochs (:func:`schedule.learning_rate`), or, with
+``Stage.decay_when`` set, decays it when the task's primary metric did not improve by more
 than that over the previous epoch (the language model's policy); that rate and the previous
 metric are stored in the checkpoint.
 """
@@ -34,13 +34,13 @@ from ..errors import Diverged, UsageError
 from ..gluon_compat import is_initialized
 from ..layers import clip_scales
 from .checkpoint import load_trainer_states, read_meta, resume_checkpoint, save_checkpoint
-from .logs import append_jsonl, read_jsonl, rewrite_jsonl
-from .run import LOG_NAME, epoch_log
-from .phases import enter_phase, make_trainer
+from .logs import append_jsonl, rewrite_jsonl
+from .run import LOG_NAME, epoch_log, read_log
+from .stages import enter_stage, make_trainer
 from .schedule import learning_rate
 
 
-__all__ = ['Task', 'LoopOptions', 'Diverged', 'run_phases', 'train_epoch', 'restore',
+__all__ = ['Task', 'LoopOptions', 'Diverged', 'run_stages', 'train_epoch', 'restore',
            'epoch_seed', 'seed_everything', 'format_metrics']
 
 
@@ -54,8 +54,8 @@ class Task:
                                       batch}, number of examples); 'loss' is required
     ``train_metrics(totals, count)``  the epoch's training metrics from the summed totals
     ``evaluate(net)``                 {metric name: value}; must hold `primary_metric`
-    ``end_phase(net, spec)``          metrics computed once a phase has ended ({} by default)
-    ``make_trainer(net, lr)``         the phase's fresh optimizer
+    ``end_phase(net, spec)``          metrics computed once a stage has ended ({} by default)
+    ``make_trainer(net, lr)``         the stage's fresh optimizer
     ``after_epoch(net)``              after the training pass (e.g. average BN statistics)
     """
     primary_metric = 'val_acc'
@@ -106,9 +106,9 @@ class LoopOptions:
     print_sync: bool = False      # also print a line at every sync (the LM's --print_every)
 
 
-def epoch_seed(seed, phase_index, epoch):
+def epoch_seed(seed, stage_index, epoch):
     """The seed of one epoch, a function of its position only (resume draws the same numbers)."""
-    return int(np.random.SeedSequence([seed, phase_index, epoch]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, stage_index, epoch]).generate_state(1)[0])
 
 
 def seed_everything(seed):
@@ -208,30 +208,30 @@ def train_epoch(task, net, trainer, batches, desc='train'):
     return dict(metrics, count=count, seconds=end - start, speed=speed)
 
 
-def _position(phases, phase_index, epoch):
-    """The global epoch number (across phases) of (phase_index, epoch)."""
-    return sum(p.epochs for p in phases[:phase_index]) + epoch
+def _position(stages, stage_index, epoch):
+    """The global epoch number (across stages) of (stage_index, epoch)."""
+    return sum(p.epochs for p in stages[:stage_index]) + epoch
 
 
-def next_position(phases, phase_index, epoch):
-    """The (phase_index, epoch) after the given one; phase_index == len(phases) means done."""
-    if epoch + 1 < phases[phase_index].epochs:
-        return phase_index, epoch + 1
-    return phase_index + 1, 0
+def next_position(stages, stage_index, epoch):
+    """The (stage_index, epoch) after the given one; stage_index == len(stages) means done."""
+    if epoch + 1 < stages[stage_index].epochs:
+        return stage_index, epoch + 1
+    return stage_index + 1, 0
 
 
 def _warn(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def restore(net, run_dir, phases, ctx):
+def restore(net, run_dir, stages, ctx):
     """Load the newest checkpoint of `run_dir` that verifies into the initialised `net`.
 
-    Returns (start, checkpoint): start = (phase_index, epoch) of the next epoch to train, (0, 0)
+    Returns (start, checkpoint): start = (stage_index, epoch) of the next epoch to train, (0, 0)
     for a new run. Epochs logged after the checkpoint (they will run again) are dropped from the
     log; every epoch the checkpoint covers stays. Raises RunFolderError when the folder cannot
-    be resumed (it never restarts silently), UsageError when the checkpoint's phase is not one
-    of `phases`.
+    be resumed (it never restarts silently), UsageError when the checkpoint's stage is not one
+    of `stages`.
     """
     logged = epoch_log(run_dir)
     # What was wrong with the folder goes to stderr even for quiet runs: the user must know.
@@ -239,26 +239,26 @@ def restore(net, run_dir, phases, ctx):
     if ckpt is None:
         return (0, 0), None
     meta = read_meta(ckpt)
-    names = [p.name for p in phases]
-    if meta.get('phase') not in names:
-        raise UsageError('the checkpoint %s is in phase %r, which this run does not have (%s)'
-                         % (ckpt, meta.get('phase'), ', '.join(names)))
+    names = [p.name for p in stages]
+    if meta.get('stage') not in names:
+        raise UsageError('the checkpoint %s is in stage %r, which this run does not have (%s)'
+                         % (ckpt, meta.get('stage'), ', '.join(names)))
     net.load_parameters(os.path.join(ckpt, 'model.params'), ctx=ctx)
-    start = next_position(phases, names.index(meta['phase']), meta['epoch'])
-    _trim_log(run_dir, phases, _position(phases, names.index(meta['phase']), meta['epoch']),
+    start = next_position(stages, names.index(meta['stage']), meta['epoch'])
+    _trim_log(run_dir, stages, _position(stages, names.index(meta['stage']), meta['epoch']),
               meta.get('record'))
     return start, ckpt
 
 
-def _trim_log(run_dir, phases, last, record):
+def _trim_log(run_dir, stages, last, record):
     """Make the log end with the epoch at global position `last`, the checkpoint's: lines after
     it (epochs that ran past the checkpoint) are dropped, and its own line, `record`, is added
     if the run was killed between writing the checkpoint and the log."""
     path = os.path.join(run_dir, LOG_NAME)
-    records = read_jsonl(path)
-    keep = [r for r in records if 'phase_index' not in r
-            or _position(phases, r['phase_index'], r['epoch']) <= last]
-    logged = {_position(phases, r['phase_index'], r['epoch']) for r in keep if 'phase_index' in r}
+    records = read_log(run_dir)
+    keep = [r for r in records if 'stage_index' not in r
+            or _position(stages, r['stage_index'], r['epoch']) <= last]
+    logged = {_position(stages, r['stage_index'], r['epoch']) for r in keep if 'stage_index' in r}
     if last not in logged and record is not None:
         keep.append(record)
     if keep != records:
@@ -266,7 +266,7 @@ def _trim_log(run_dir, phases, last, record):
 
 
 class _Plateau:
-    """The rate of a phase that decays when the primary metric stops improving."""
+    """The rate of a stage that decays when the primary metric stops improving."""
 
     def __init__(self, spec, higher_is_better, lr=None, previous=None):
         self.spec, self.higher = spec, higher_is_better
@@ -283,25 +283,25 @@ class _Plateau:
         self.previous = value
 
 
-def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
+def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
                stop_after_epochs=None, on_phase_end=None):
-    """Train `net` through `phases` from position `start` = (phase_index, epoch).
+    """Train `net` through `stages` from position `start` = (stage_index, epoch).
 
-    `checkpoint` is the folder the run resumed from: its optimizer state (and a plateau phase's
-    learning rate) is loaded when it lies within the phase being continued; a new phase starts
+    `checkpoint` is the folder the run resumed from: its optimizer state (and a plateau stage's
+    learning rate) is loaded when it lies within the stage being continued; a new stage starts
     with a fresh optimizer. `meta` is stored in every checkpoint together with the position.
     Returns 'done', or 'stopped' after `stop_after_epochs` epochs of this call.
     """
     options = task.options
     say = options.print_fn
     log_path = os.path.join(run_dir, LOG_NAME)
-    phase_index, epoch = start
+    stage_index, epoch = start
     resumed = read_meta(checkpoint) if checkpoint else None
     done_here = 0
-    while phase_index < len(phases):
-        spec = phases[phase_index]
-        enter_phase(net, spec)
-        within = resumed is not None and resumed.get('phase') == spec.name and epoch > 0
+    while stage_index < len(stages):
+        spec = stages[stage_index]
+        enter_stage(net, spec)
+        within = resumed is not None and resumed.get('stage') == spec.name and epoch > 0
         plateau = None
         if spec.decay_when is not None:
             plateau = _Plateau(spec, task.higher_is_better,
@@ -315,8 +315,8 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
         while epoch < spec.epochs:
             lr = plateau.lr if plateau else learning_rate(spec, epoch)
             trainer.set_learning_rate(lr)
-            global_epoch = _position(phases, phase_index, epoch)
-            seed_everything(epoch_seed(options.seed, phase_index, epoch))
+            global_epoch = _position(stages, stage_index, epoch)
+            seed_everything(epoch_seed(options.seed, stage_index, epoch))
             desc = '%s %d/%d' % (spec.name, epoch + 1, spec.epochs)
             stats = train_epoch(task, net, trainer, task.train_batches(global_epoch), desc)
             task.after_epoch(net)
@@ -324,14 +324,14 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
             broken = count_nonfinite_params(net)
             if broken:
                 raise Diverged('%d parameter values became NaN or infinite in epoch %d of '
-                               'phase %s; stopping without writing a checkpoint. Lower the '
+                               'stage %s; stopping without writing a checkpoint. Lower the '
                                'learning rate, or resume from the last checkpoint.'
                                % (broken, epoch + 1, spec.name))
             metrics = task.evaluate(net)
             last = epoch == spec.epochs - 1
             if last:
                 metrics.update(task.end_phase(net, spec))
-            record = dict(phase=spec.name, phase_index=phase_index, epoch=epoch,
+            record = dict(stage=spec.name, stage_index=stage_index, epoch=epoch,
                           global_epoch=global_epoch, lr=lr, seconds=stats['seconds'],
                           **{task.unit: stats['count'], task.unit + '_per_s': stats['speed']},
                           **{k: v for k, v in stats.items()
@@ -341,14 +341,14 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
             if plateau is not None:
                 plateau.update(metrics[task.primary_metric])
                 extra = dict(next_lr=plateau.lr, previous_metric=plateau.previous)
-            finished = phase_index == len(phases) - 1 and last
+            finished = stage_index == len(stages) - 1 and last
             # The checkpoint first, holding its log line: a kill between the two leaves a
             # checkpoint whose line `restore` writes, never a logged epoch without checkpoint.
-            # A phase's last checkpoint needs no optimizer state: the next phase starts afresh.
-            save_checkpoint(run_dir, 'p%d-e%04d' % (phase_index, epoch), net,
+            # A stage's last checkpoint needs no optimizer state: the next stage starts afresh.
+            save_checkpoint(run_dir, 'p%d-e%04d' % (stage_index, epoch), net,
                             [] if last else [trainer],
-                            dict(meta, phase=spec.name, phase_index=phase_index, epoch=epoch,
-                                 phase_mode=int(spec.phase), frozen=spec.frozen, lr=lr,
+                            dict(meta, stage=spec.name, stage_index=stage_index, epoch=epoch,
+                                 phase=int(spec.phase), frozen=spec.frozen, lr=lr,
                                  metrics=metrics, finished=finished, record=record, **extra),
                             keep=options.keep_checkpoints)
             append_jsonl(log_path, record)
@@ -361,5 +361,5 @@ def run_phases(task, net, phases, run_dir, meta, start=(0, 0), checkpoint=None,
                 return 'stopped'
         if on_phase_end is not None:
             on_phase_end(spec)
-        phase_index, epoch = phase_index + 1, 0
+        stage_index, epoch = stage_index + 1, 0
     return 'done'

@@ -3,17 +3,17 @@
     <log_dir>/<run_name>/
         config.json     schema_version, task, the configuration, model and its options, every
                         command line that ran this folder, git revision, start time
-        log.jsonl       one JSON object per epoch: phase, phase_index, epoch, global_epoch, lr,
+        log.jsonl       one JSON object per epoch: stage, stage_index, epoch, global_epoch, lr,
                         train metrics, evaluation metrics, seconds, <unit>_per_s
         ckpt-p<i>-e<nnnn>/  checkpoints (model.params, trainer0.states, meta.json with checksums)
         latest.json     points at the newest checkpoint
-        summary.json    written when the last phase ends (schema below)
+        summary.json    written when the last stage ends (schema below)
 
 summary.json (``SCHEMA_VERSION``): ``schema_version``, ``task`` (cifar10, imagenet, langmod),
 ``model``, ``model_kwargs``, ``config``, ``metric_names`` (the evaluation metrics: ``val_acc``;
 ``top1``/``top5``; ``val_ppl``/``test_ppl``), ``primary_metric``, ``metrics`` (their final
-values), ``best`` (the best epoch by the primary metric), ``phases`` (per phase: epochs and the
-final metrics), ``phase_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
+values), ``best`` (the best epoch by the primary metric), ``stages`` (per stage: epochs and the
+final metrics), ``stage_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per`` (image, time
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
 ``eval_images`` (how many images the last evaluation scored, classification), ``folder`` (what
 the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``dtype`` (the
@@ -29,10 +29,10 @@ import os
 
 from ..errors import RunFolderError, UsageError
 from ..files import require_writable
-from .checkpoint import git_revision, write_json_atomic
+from .checkpoint import git_revision, stage_names, write_json_atomic
 from .logs import read_jsonl
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: training stages are 'stage', 'stages', 'stage_plan' (1: 'phase...')
 CONFIG_NAME = 'config.json'
 SUMMARY_NAME = 'summary.json'
 LOG_NAME = 'log.jsonl'
@@ -129,11 +129,17 @@ def write_run(run_dir, record, **extra):
     write_json_atomic(os.path.join(run_dir, CONFIG_NAME), record)
 
 
+def read_log(run_dir):
+    """Every line of the run's log.jsonl, in today's words (checkpoint.stage_names)."""
+    return [stage_names(r) for r in read_jsonl(os.path.join(run_dir, LOG_NAME))]
+
+
 def epoch_log(run_dir):
-    return [r for r in read_jsonl(os.path.join(run_dir, LOG_NAME)) if 'phase_index' in r]
+    """The log lines of the epochs (the log may hold other events)."""
+    return [r for r in read_log(run_dir) if 'stage_index' in r]
 
 
-def write_summary(run_dir, record, task, phases, cost=None, extra=None):
+def write_summary(run_dir, record, task, stages, cost=None, extra=None):
     """summary.json from the run's log (schema: this module's docstring); returns it."""
     records = epoch_log(run_dir)
     if not records:
@@ -143,13 +149,13 @@ def write_summary(run_dir, record, task, phases, cost=None, extra=None):
     best = (max if higher else min)(scored, key=lambda r: r[primary]) if scored else records[-1]
     names = sorted({k for r in records for k in r
                     if k.startswith(('val_', 'test_', 'top')) and isinstance(r[k], (int, float))})
-    per_phase = {}
+    by_stage = {}
     for r in records:
-        entry = per_phase.setdefault(r['phase'], {'epochs': 0})
+        entry = by_stage.setdefault(r['stage'], {'epochs': 0})
         entry['epochs'] += 1
         entry['final'] = {k: r[k] for k in names if k in r}
     final = {}
-    for r in records:  # the newest value of each metric (test_ppl: the last phase's)
+    for r in records:  # the newest value of each metric (test_ppl: the last stage's)
         final.update({k: r[k] for k in names if k in r})
     seconds = sum(r['seconds'] for r in records)
     unit = task.unit
@@ -157,13 +163,13 @@ def write_summary(run_dir, record, task, phases, cost=None, extra=None):
         schema_version=SCHEMA_VERSION, task=record['task'], model=record.get('model'),
         model_kwargs=record.get('model_kwargs', {}), config=record['config'],
         metric_names=names, primary_metric=primary, metrics=final,
-        best={'metric': primary, 'value': best.get(primary), 'phase': best['phase'],
+        best={'metric': primary, 'value': best.get(primary), 'stage': best['stage'],
               'epoch': best['epoch']},
-        phases=per_phase,
-        phase_plan=[dict(name=p.name, epochs=p.epochs, lr=p.lr, steps=list(p.steps),
+        stages=by_stage,
+        stage_plan=[dict(name=p.name, epochs=p.epochs, lr=p.lr, steps=list(p.steps),
                          factor=p.factor, decay_when=p.decay_when, frozen=p.frozen,
                          shape=p.shape)
-                    for p in phases],
+                    for p in stages],
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},
         eval_images=records[-1].get('eval_images'),
@@ -183,6 +189,12 @@ def read_summary(path):
             summary = json.load(f)
     except (OSError, ValueError) as err:
         raise RunFolderError('%s cannot be read: %s' % (path, err)) from None
-    if not isinstance(summary, dict) or summary.get('schema_version') != SCHEMA_VERSION:
+    if not isinstance(summary, dict) or summary.get('schema_version') not in (1, SCHEMA_VERSION):
         raise RunFolderError('%s is not a summary of schema version %d' % (path, SCHEMA_VERSION))
+    if summary['schema_version'] == 1:   # the same, with the training stages called phases
+        old = summary
+        summary = {k: v for k, v in old.items() if k not in ('phases', 'phase_plan')}
+        summary.update(schema_version=SCHEMA_VERSION, stages=old.get('phases', {}),
+                       stage_plan=old.get('phase_plan', []),
+                       best=dict(old.get('best', {}), stage=old.get('best', {}).get('phase')))
     return summary

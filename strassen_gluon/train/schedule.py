@@ -1,25 +1,25 @@
-"""The training phases of the paper's CIFAR-10 protocol and their learning rates, as plain data.
+"""The training stages of the paper's CIFAR-10 protocol and their learning rates, as plain data.
 
 SPEC 2.2 (the notebook and the VGG script):
 
 ====== ============================ ======== ======= ===========================
-phase  layers                       epochs   lr      ×0.1 at the start of epoch
+stage  layers                       epochs   lr      ×0.1 at the start of epoch
 ====== ============================ ======== ======= ===========================
 full   SPN in full precision        250      0.1     150, 200
 ternary W_b, W_c ternary (STE)      40       0.01    10, 20, 30
 frozen W_b, W_c ternary and frozen  10       0.001   (constant)
 ====== ============================ ======== ======= ===========================
 
-Each phase has its own optimizer. A full-precision model (no SPN layers) trains in one phase,
+Each stage has its own optimizer. A full-precision model (no SPN layers) trains in one stage,
 ``dense``, with the schedule of the first.
 
 The original stepped its schedule by update count at multiples of the updates per epoch, so the
-learning rate is constant within an epoch: it is a pure function of (phase, epoch) here.
+learning rate is constant within an epoch: it is a pure function of (stage, epoch) here.
 
-When a phase is given fewer (or more) epochs than the paper's, its step epochs are scaled in
+When a stage is given fewer (or more) epochs than the paper's, its step epochs are scaled in
 proportion, ``round(step · epochs / paper_epochs)``, unless explicit steps are given; e.g. 25
 full-precision epochs decay at epochs 15 and 20. Each scaled step lands on its own epoch (1 to
-epochs - 1): 3 epochs of the full phase decay at 1 and 2; a phase too short for all its steps
+epochs - 1): 3 epochs of the full stage decay at 1 and 2; a stage too short for all its steps
 keeps the first ones that fit and the plan says so in one line.
 
 Every schedule and preset of the commands is here, as data: ``PAPER_CIFAR`` (SPEC 2.2),
@@ -36,13 +36,13 @@ SHAPES = ('step', 'cosine')
 
 
 @dataclass(frozen=True)
-class PhaseSpec:
-    """One training phase: what the SPN layers compute, how long, and at which learning rate."""
+class Stage:
+    """One training stage: what the SPN layers compute, how long, and at which learning rate."""
     name: str
     phase: Phase
     epochs: int
     lr: float
-    steps: tuple = ()          # epochs (0-based, within the phase) at which lr is multiplied
+    steps: tuple = ()          # epochs (0-based, within the stage) at which lr is multiplied
     factor: float = 0.1
     frozen: bool = False       # W_b and W_c kept fixed (still ternary in the forward pass)
     # Plateau policy instead of steps: lr *= factor after an epoch whose primary metric did not
@@ -54,35 +54,35 @@ class PhaseSpec:
 
     def __post_init__(self):
         if self.shape not in SHAPES:
-            raise ValueError('phase %s: shape must be one of %s, not %r'
+            raise ValueError('stage %s: shape must be one of %s, not %r'
                              % (self.name, ', '.join(SHAPES), self.shape))
         if self.epochs < 0:
-            raise ValueError('phase %s: epochs must be >= 0, not %r' % (self.name, self.epochs))
+            raise ValueError('stage %s: epochs must be >= 0, not %r' % (self.name, self.epochs))
         if not self.lr > 0:
-            raise ValueError('phase %s: lr must be positive, not %r' % (self.name, self.lr))
+            raise ValueError('stage %s: lr must be positive, not %r' % (self.name, self.lr))
         if self.decay_when is not None and not self.decay_when >= 0:
-            raise ValueError('phase %s: decay_when must be >= 0, not %r'
+            raise ValueError('stage %s: decay_when must be >= 0, not %r'
                              % (self.name, self.decay_when))
         if list(self.steps) != sorted(self.steps) or any(s < 0 for s in self.steps):
-            raise ValueError('phase %s: steps must be increasing epochs >= 0, not %r'
+            raise ValueError('stage %s: steps must be increasing epochs >= 0, not %r'
                              % (self.name, self.steps))
 
 
 PAPER_CIFAR = (
-    PhaseSpec('full', Phase.FULL, 250, 0.1, (150, 200)),
-    PhaseSpec('ternary', Phase.TERNARY, 40, 0.01, (10, 20, 30)),
-    PhaseSpec('frozen', Phase.TERNARY, 10, 0.001, (), frozen=True),
+    Stage('full', Phase.FULL, 250, 0.1, (150, 200)),
+    Stage('ternary', Phase.TERNARY, 40, 0.01, (10, 20, 30)),
+    Stage('frozen', Phase.TERNARY, 10, 0.001, (), frozen=True),
 )
 # SPEC 2.5 (the Dec-2017 poster's ImageNet protocol); lr for a total batch of 128.
 PAPER_IMAGENET = (
-    PhaseSpec('full', Phase.FULL, 70, 0.05, (40, 60)),
-    PhaseSpec('ternary', Phase.TERNARY, 10, 0.0005),
-    PhaseSpec('frozen', Phase.TERNARY, 5, 0.0005, frozen=True),
+    Stage('full', Phase.FULL, 70, 0.05, (40, 60)),
+    Stage('ternary', Phase.TERNARY, 10, 0.0005),
+    Stage('frozen', Phase.TERNARY, 5, 0.0005, frozen=True),
 )
 PAPER_BY_NAME = {p.name: p for p in PAPER_CIFAR}
 
 # A short CIFAR-10 demonstration (--quick, `make run`): a 2000-image subset, 2 + 1 + 1 epochs,
-# 2048 test images, and no learning-rate step inside the 2-epoch first phase: a step after a few
+# 2048 test images, and no learning-rate step inside the 2-epoch first stage: a step after a few
 # dozen updates mostly lets the momentum coast (MXNet's SGD velocity keeps the old step size).
 CIFAR_QUICK = dict(train_subset=2000, epochs_fp=2, epochs_quant=1, epochs_frozen=1,
                    max_eval_batches=16, lr_steps_fp=[])
@@ -104,7 +104,7 @@ def preset_text(preset):
 
 
 def scale_steps(steps, paper_epochs, epochs):
-    """The paper's step epochs moved in proportion to a changed phase length, each on its own
+    """The paper's step epochs moved in proportion to a changed stage length, each on its own
     epoch in 1 .. epochs - 1; when fewer epochs than steps remain, the first steps are kept."""
     if epochs == paper_epochs or paper_epochs == 0:
         return tuple(steps)
@@ -117,56 +117,56 @@ def scale_steps(steps, paper_epochs, epochs):
     return tuple(scaled)
 
 
-def make_phase(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_CIFAR,
+def make_stage(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_CIFAR,
                shape='step'):
     """Phase `name` ('full', 'ternary', 'frozen' or 'dense') of the `paper` schedule, with
     overrides. None keeps the paper's value; `steps=None` with changed `epochs` scales the
-    paper's steps. 'dense' is the single phase of a full-precision model: the 'full' schedule in
+    paper's steps. 'dense' is the single stage of a full-precision model: the 'full' schedule in
     Phase.DENSE."""
     spec = {p.name: p for p in paper}['full' if name == 'dense' else name]
     epochs = spec.epochs if epochs is None else int(epochs)
     steps = scale_steps(spec.steps, spec.epochs, epochs) if steps is None else tuple(steps)
-    return PhaseSpec(name=name, phase=Phase.DENSE if name == 'dense' else spec.phase,
+    return Stage(name=name, phase=Phase.DENSE if name == 'dense' else spec.phase,
                      epochs=epochs, lr=spec.lr if lr is None else float(lr), steps=steps,
                      factor=spec.factor if factor is None else float(factor),
                      frozen=spec.frozen, shape=shape)
 
 
-def paper_phases(spn=True, epochs=(None, None, None), lrs=(None, None, None),
+def paper_stages(spn=True, epochs=(None, None, None), lrs=(None, None, None),
                  steps=(None, None, None), factor=None, paper=PAPER_CIFAR, shape='step'):
-    """The phases of one run: three for a Strassen model, one ('dense') for a dense model.
+    """The stages of one run: three for a Strassen model, one ('dense') for a dense model.
 
-    `epochs`, `lrs` and `steps` are per-phase overrides (None = the paper's value). Phases with
+    `epochs`, `lrs` and `steps` are per-stage overrides (None = the paper's value). Stages with
     0 epochs are dropped.
     """
     names = ('full', 'ternary', 'frozen') if spn else ('dense',)
-    specs = [make_phase(n, e, lr, s, factor, paper, shape)
+    specs = [make_stage(n, e, lr, s, factor, paper, shape)
              for n, e, lr, s in zip(names, epochs, lrs, steps)]
     return [s for s in specs if s.epochs > 0]
 
 
-def phases_from_config(config, spn, paper):
-    """(phases, notes) of a PhasedConfig (strassen_gluon.config): its epochs_*, lr_*, lr_steps_*
-    and lr_factor, None taking the `paper` schedule's value; a note (one line) for each phase too
+def stages_from_config(config, spn, paper):
+    """(stages, notes) of a PhasedConfig (strassen_gluon.config): its epochs_*, lr_*, lr_steps_*
+    and lr_factor, None taking the `paper` schedule's value; a note (one line) for each stage too
     short to hold all the paper's learning-rate steps."""
     given = (config.lr_steps_fp, config.lr_steps_quant, config.lr_steps_frozen)
-    phases = paper_phases(spn, (config.epochs_fp, config.epochs_quant, config.epochs_frozen),
+    stages = paper_stages(spn, (config.epochs_fp, config.epochs_quant, config.epochs_frozen),
                           (config.lr_fp, config.lr_quant, config.lr_frozen), given,
                           config.lr_factor, paper, config.lr_shape)
     notes = []
-    for spec in phases:
+    for spec in stages:
         index = 0 if spec.name == 'dense' else [p.name for p in paper].index(spec.name)
         wanted = paper[index].steps
         if spec.shape == 'step' and given[index] is None and len(spec.steps) < len(wanted):
-            notes.append("phase %s: %d epoch(s) hold %d of the paper's %d learning-rate steps "
+            notes.append("stage %s: %d epoch(s) hold %d of the paper's %d learning-rate steps "
                          "(%s); --lr_steps_* choose others"
                          % (spec.name, spec.epochs, len(spec.steps), len(wanted),
                             'at ' + ','.join(map(str, spec.steps)) if spec.steps else 'none'))
-    return phases, notes
+    return stages, notes
 
 
 def learning_rate(spec, epoch):
-    """The learning rate of epoch `epoch` (0-based) of phase `spec`."""
+    """The learning rate of epoch `epoch` (0-based) of stage `spec`."""
     if epoch < 0:
         raise ValueError('epoch must be >= 0, not %r' % (epoch,))
     if spec.shape == 'cosine':

@@ -5,7 +5,7 @@ from ..errors import RunFolderError, UsageError
 from ..layers import set_phase
 from ..models import get_model
 from .checkpoint import find_checkpoint, load_checkpoint, read_meta
-from .phases import has_spn
+from .stages import has_spn
 
 
 def load_trained(path, ctx=None):
@@ -23,7 +23,7 @@ def load_trained(path, ctx=None):
     meta = read_meta(ckpt)
     net = get_model(meta['model'], **meta.get('model_kwargs', {}))
     if has_spn(net):
-        set_phase(net, meta.get('phase_mode', 1))
+        set_phase(net, meta.get('phase', 1))
     load_checkpoint(ckpt, net, ctx=ctx)
     return net, meta, ckpt
 

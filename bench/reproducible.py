@@ -38,6 +38,8 @@ def fingerprint(run_dir):
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         for line in f:
             record = json.loads(line)
+            if 'phase_index' in record:   # written before stages were called stages
+                record = dict(record, stage=record['phase'], stage_index=record['phase_index'])
             if 'stage_index' not in record:
                 continue
             kept = {k: float(v) if isinstance(v, (int, float)) else v

@@ -31,7 +31,6 @@ image or per time step), ``finished``, ``run_dir``.
 
 Figures use ``matplotlib.figure.Figure`` directly (no pyplot), so this works inside Jupyter.
 """
-import argparse
 import hashlib
 import json
 import os
@@ -479,7 +478,7 @@ def write_report(runs_dir, out_dir=None, published=None):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog='python -m strassen_gluon.report',
         description='Tables (Markdown) and figures (PNG) of finished runs, one row per '
                     'experiment: accuracy or perplexity against multiplications, additions and '

@@ -1,4 +1,5 @@
-"""Every user mistake, in every command, ends in one line naming the option or the file (advice
+"""Every user mistake, in every command (the three trainers, count, report, export, matmul and
+paper), ends in one line naming the option or the file (advice
 may follow it, indented), the
 documented exit status (2: options, 1: data and files), no traceback, and nothing written.
 
@@ -9,13 +10,20 @@ an exception instead of an exit status.
 import pytest
 
 from langmod import train as lm_command
-from strassen_gluon import cifar10, imagenet
+from strassen_gluon import cifar10, count, imagenet, report
 from strassen_gluon.errors import EXIT_DATA, EXIT_USAGE
+from strassen_gluon.export.__main__ import main as export_main
+from strassen_gluon.matmul.cli import main as matmul_main
+from strassen_gluon.paper.cli import main as paper_main
 
 from cifar_fixtures import write_fake_cifar
 from test_langmod import TINY as LM_TINY, write_corpus
 
-COMMANDS = {'cifar10': cifar10.main, 'imagenet': imagenet.main, 'langmod': lm_command.main}
+COMMANDS = {'cifar10': cifar10.main, 'imagenet': imagenet.main, 'langmod': lm_command.main,
+            'count': count.main, 'report': report.main, 'export': export_main,
+            'matmul': matmul_main, 'paper': paper_main}
+TRAINING = ('cifar10', 'imagenet', 'langmod')
+MATMUL = ['--m', '2', '--k', '2', '--n', '2']
 
 CASES = [
     # Ranges: the same rule from the command line and from train(config).
@@ -74,6 +82,23 @@ CASES = [
     ('langmod', ['--data_dir', '{ptb}', '--log_dir', '{file}/logs'], EXIT_DATA, '--log_dir'),
     ('langmod', ['--data_dir', '{ptb}', '--init_from', '{tmp}/nowhere', '--quant_mode', '2'],
      EXIT_USAGE, '--init_from {tmp}/nowhere: no such folder'),
+    ('count', ['--model', 'resnet99'], EXIT_USAGE, 'argument --model: invalid choice'),
+    ('count', ['--model', 'st_resnet20', '--nbr_mul', '1,2'], EXIT_USAGE, "'1,2' has 2 values"),
+    ('count', ['--model', 'st_charlm'], EXIT_USAGE, 'give each with --set KEY=VALUE'),
+    ('report', ['{tmp}/nowhere'], EXIT_USAGE, '{tmp}/nowhere is not a folder'),
+    ('report', ['{tmp}', '--out', '{file}/report'], EXIT_DATA, '--out {file}/report'),
+    ('export', ['{tmp}'], EXIT_USAGE, 'give --onnx FILE, --packed FILE.npz or both'),
+    ('export', ['{tmp}/nowhere', '--onnx', '{tmp}/x.onnx'], EXIT_DATA, 'no such folder'),
+    ('export', ['{tmp}', '--onnx', '{tmp}/nowhere/x.onnx'], EXIT_DATA,
+     'the folder {tmp}/nowhere does not exist'),
+    ('matmul', MATMUL + ['--rank', '3'], EXIT_USAGE, 'every one needs at least'),
+    ('matmul', MATMUL + ['--rank', '7', '--seed', '-1'], EXIT_USAGE, 'argument --seed'),
+    ('matmul', MATMUL + ['--rank', '7', '--json', '{file}/x.json'], EXIT_DATA,
+     '--json {file}/x.json'),
+    ('paper', ['plan', 'cifar10'], EXIT_USAGE, 'the following arguments are required: --budget'),
+    ('paper', ['plan', 'nope', '--budget', 'cpu'], EXIT_USAGE, 'nope'),
+    ('paper', ['run', 'cifar10', '--budget', 'smoke', '--out', '{file}/runs'], EXIT_DATA,
+     '{file}'),
 ]
 
 
@@ -94,7 +119,7 @@ def test_mistake_gives_one_line_and_its_exit_status(command, args, status, fragm
                                                     tmp_path, capsys):
     fill = dict(places, tmp=str(tmp_path))
     logs = tmp_path / 'runs'
-    argv = ['--log_dir', str(logs), '--gpu_index', '-1', '--quiet']
+    argv = ['--log_dir', str(logs), '--gpu_index', '-1', '--quiet'] if command in TRAINING else []
     if command == 'langmod':
         argv += LM_TINY
     argv += [a.format(**fill) for a in args]
@@ -109,5 +134,6 @@ def test_mistake_gives_one_line_and_its_exit_status(command, args, status, fragm
     assert lines[0].startswith('error: ') and all(l.startswith('  ') for l in lines[1:]), err
     assert fragment.format(**fill) in lines[0], err
     assert 'Traceback' not in err
-    # Nothing half-written: no run folder was created.
+    # Nothing half-written: no run folder, no output file.
     assert not logs.exists() or not any(logs.iterdir()), list(logs.iterdir())
+    assert not (tmp_path / 'x.onnx').exists()

@@ -10,7 +10,6 @@
 Options after ``--`` go to every cell's command (e.g. ``-- --gpu_index 0,1``). Exit statuses:
 0 done, 1 a cell failed / data or output folder unusable, 2 usage, 130 interrupted.
 """
-import argparse
 import os
 import sys
 
@@ -26,7 +25,7 @@ DEFAULT_OUT = os.path.join('runs', 'paper')
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog='python -m strassen_gluon.paper',
         description='The paper\'s tables as commands: list them, print one command line per '
                     'cell (plan), run the missing cells here (run), and render a table from '

@@ -1,6 +1,5 @@
 """Every user mistake, in every command (the three trainers, count, report, export, matmul and
-paper), ends in one line naming the option or the file (advice
-may follow it, indented), the
+paper), ends in one line naming the option or the file (advice may follow it, indented), the
 documented exit status (2: options, 1: data and files), no traceback, and nothing written.
 
 One table: (command, arguments, exit status, a fragment of the message). The commands run in

@@ -29,6 +29,7 @@ from mxnet import autograd, gluon, nd
 
 from strassen_gluon import clip_scales, freeze_ternary, set_phase
 from strassen_gluon.models import get_model
+from strassen_gluon.models.charlm import CharLM
 from strassen_gluon.train.stages import trainable_params
 from strassen_gluon.train.precision import bfloat16_support, set_compute_dtype
 
@@ -43,13 +44,28 @@ MODELS = collections.OrderedDict([
     ('st_resnet20-p2-ternary', ('st_resnet20', {'out_patch': 2}, 'ternary', False)),
     ('st_resnet20-p2-frozen', ('st_resnet20', {'out_patch': 2}, 'ternary', True)),
     ('st_vgg7', ('st_vgg7', {}, 'ternary', False)),
+    # The language model at PTB's sizes, batch 20 x 35 words (the commands' defaults): the
+    # full-precision baseline (quant_mode 5) and the Strassen LM (quant_mode 2).
+    ('charlm-qm5', ('charlm', {}, None, False)),
+    ('st_charlm-qm2', ('st_charlm', {'out_nbr_mul': 2000}, 'ternary', False)),
 ])
+PTB = dict(char_vocab_size=51, word_vocab_size=10000, max_word_l=21)
+LM_BATCH, LM_STEPS = 20, 35
+
+
+def is_lm(name):
+    return MODELS[name][0] in ('charlm', 'st_charlm')
+
+
+def examples(name, batch):
+    """What one step trains on: images, or words for the language model (its own batch)."""
+    return LM_BATCH * LM_STEPS if is_lm(name) else batch
 
 
 def build(name, dtype, seed=1):
     model, options, phase, frozen = MODELS[name]
     mx.random.seed(seed)
-    net = get_model(model, **options)
+    net = get_model(model, **dict(PTB, **options) if is_lm(name) else options)
     net.initialize(mx.init.Xavier(rnd_type='uniform', factor_type='avg', magnitude=2))
     if phase is not None:
         set_phase(net, phase)
@@ -59,8 +75,32 @@ def build(name, dtype, seed=1):
     return net
 
 
+def make_lm_step(net):
+    """One step of the language model on random words, as langmod/lm.py trains (SGD, no
+    momentum, the state carried over)."""
+    rng = np.random.RandomState(0)
+    chars = nd.array(rng.randint(0, PTB['char_vocab_size'],
+                                 (LM_STEPS, LM_BATCH, PTB['max_word_l'])))
+    words = nd.array(rng.randint(0, PTB['word_vocab_size'], (LM_STEPS, LM_BATCH)))
+    trainer = gluon.Trainer(trainable_params(net), 'sgd', {'learning_rate': 0.1})
+    state = net.begin_state(LM_BATCH)
+
+    def step():
+        with autograd.record():
+            logits, h, c = net(chars, *state)
+            loss = -nd.pick(nd.log_softmax(logits, axis=-1), words, axis=-1).mean()
+        loss.backward()
+        trainer.step(1)
+        clip_scales(net)
+        state[:] = [h.detach(), c.detach()]
+        return loss
+    return step
+
+
 def make_step(net, batch):
     """One training step of `net` on a fixed random batch; the caller synchronises."""
+    if isinstance(net, CharLM):
+        return make_lm_step(net)
     x = nd.random.normal(shape=(batch, 3, 32, 32))
     y = nd.array(np.random.RandomState(0).randint(0, 10, batch))
     trainer = gluon.Trainer(trainable_params(net), 'sgd',
@@ -168,11 +208,12 @@ def main(argv=None):
             report_primitives(name, args.batch, args.steps)
         return None
     seconds = time_models(args.models, args.batch, args.repeats)
-    print('%-24s %12s %12s %8s' % ('model', 'float32', 'bfloat16', 'ratio'))
+    print('%-24s %12s %12s %8s  %s' % ('model', 'float32', 'bfloat16', 'ratio', 'unit'))
     for name in args.models:
         f32, bf16 = seconds[name, 'float32'], seconds[name, 'bfloat16']
-        print('%-24s %10.0f/s %10.0f/s %7.2fx' % (name, args.batch / f32, args.batch / bf16,
-                                                  f32 / bf16))
+        n = examples(name, args.batch)
+        print('%-24s %10.0f/s %10.0f/s %7.2fx  %s' % (name, n / f32, n / bf16, f32 / bf16,
+                                                      'words' if is_lm(name) else 'images'))
     print('load average at the end: %.2f' % os.getloadavg()[0])
     return seconds
 

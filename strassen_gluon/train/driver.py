@@ -52,6 +52,7 @@ class Recipe:
     module = None
     fixed = ()
     prefix = ''     # of every printed line (a dist_sync worker's number)
+    bfloat16_pays = True   # False: --dtype auto keeps float32 (measured slower in bfloat16)
 
     def default_name(self, config):
         return config.model
@@ -165,7 +166,14 @@ def run(config, recipe, explicit=None, command=None, say=None):
                                        default_name=recipe.default_name(config))
     ctx = contexts(config.devices, say)
     # Before the first computation of the process (AMX is enabled there); GPUs stay float32.
-    dtype = 'float32' if ctx[0].device_type == 'gpu' else resolve_dtype(config.dtype, say)
+    if ctx[0].device_type == 'gpu':
+        dtype = 'float32'
+    elif config.dtype == 'auto' and not recipe.bfloat16_pays:
+        dtype = 'float32'
+        say('--dtype auto: float32 (%s trains slower in bfloat16, see docs/precision.md)'
+            % recipe.task)
+    else:
+        dtype = resolve_dtype(config.dtype, say)
     data = recipe.load_data(config, ctx, say)
     name, kwargs = recipe.model(config, data)
     net = build_model(name, kwargs)

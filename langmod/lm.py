@@ -332,7 +332,7 @@ class LanguageModelTask(Task):
         return {'val_ppl': evaluate(net, self.data['valid'], self.ctx,
                                     self.config.max_eval_batches)}
 
-    def end_phase(self, net, spec):
+    def end_stage(self, net, spec):
         return {'test_ppl': evaluate(net, self.data['test'], self.ctx,
                                      self.config.max_eval_batches)}
 

@@ -16,7 +16,8 @@ from .errors import UsageError
 
 class Phase(IntEnum):
     """What an SPN layer computes: its *phase* (the training commands go through *stages*, full,
-    ternary, frozen, each of which sets a phase). The values are the original code's `sp_mode` numbers.
+    ternary, frozen, each of which sets a phase). The values are the original code's `sp_mode`
+    numbers.
 
     DENSE      the original dense layer (convolution, fully connected, LSTM) with its own weight
     FULL       the sum-product network in full precision
@@ -57,11 +58,12 @@ class Phase(IntEnum):
 
 def option(default, help, *, flags=(), low=None, above=None, high=None, below=None,
            choices=None, increasing=False, parse=None, nargs=None, group=None, metavar=None):
-    """A configuration field: `default` (a list is copied per instance), `help` for --help,
-    extra command-line spellings `flags` (aliases), and the values accepted by
-    :func:`check_options`: ``low <= value``, ``above < value``, ``value <= high``, one of
-    `choices`, ``value < below``; a list `increasing` strictly. `flags`, when given, are all the option's spellings (the documented one first;
-    older ones stay as aliases). `parse` turns the command-line text into the value (default: the default's type);
+    """A configuration field: `default` (a list is copied per instance), `help` for --help, and
+    the values accepted by :func:`check_options`: ``low <= value``, ``above < value``,
+    ``value <= high``, ``value < below``, one of `choices`, a list `increasing` strictly.
+    `flags`, when given, are all the option's spellings (the documented one first; older ones
+    stay as aliases). `parse` turns the command-line text into the value (default: the
+    default's type; 'int_list', or ('per_stage', type) for one value or one per network stage);
     `nargs` as argparse's. None is always accepted where the default is None ("not set")."""
     meta = dict(help=help, flags=tuple(flags), low=low, above=above, high=high, below=below,
                 increasing=increasing,
@@ -199,7 +201,8 @@ class PhasedConfig(RunConfig):
                                         group='schedule')
     lr_steps_fp: Optional[List[int]] = option(
         None, "comma list of epochs of stage 1 at which lr *= lr_factor; default: the paper's "
-              "steps scaled to --epochs_fp", low=1, increasing=True, parse='int_list', group='schedule')
+              "steps scaled to --epochs_fp", low=1, increasing=True, parse='int_list',
+        group='schedule')
     lr_steps_quant: Optional[List[int]] = option(None, 'the same for stage 2', low=1,
                                                  increasing=True, parse='int_list',
                                                  group='schedule')

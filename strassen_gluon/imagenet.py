@@ -16,16 +16,11 @@ Parallelism:
 * one machine: the batch is split over ``--gpus`` and the gradients are summed by a
   ``device`` (or ``local``) kvstore, as gluon does;
 * several machines: ``--kvstore dist_sync``, each process started by MXNet's launcher
-  (``mxnet/tools/launch.py``; ``python -m strassen_gluon.imagenet launch ...`` runs it, see
-  strassen_gluon.train.distributed). Every worker reads its own part of the training file, its gradients are
-  summed over all workers and devices through the kvstore under the parameters' names, and the
-  optimizer runs on every worker (:class:`DistSyncTrainer`), so the workers keep identical
-  weights. Batch-norm running statistics are averaged over workers and devices after every
-  epoch, so every worker evaluates and saves the same model. Every worker evaluates the whole
-  validation file. The run folder is ``<log_dir>/<run_name>`` as for every command; in a
-  dist_sync job (which needs --run_name, so that the workers agree) worker k keeps its own run
-  folder ``<log_dir>/<run_name>/worker<k>`` and resumes from it (``--resume`` names the job's
-  folder).
+  (``python -m strassen_gluon.imagenet launch ...`` runs ``mxnet/tools/launch.py``); how the
+  workers stay identical is strassen_gluon.train.distributed's docstring. The run folder is
+  ``<log_dir>/<run_name>`` as for every command; in a dist_sync job (which needs --run_name, so
+  that the workers agree) worker k keeps its own run folder ``<log_dir>/<run_name>/worker<k>``
+  and resumes from it (``--resume`` names the job's folder).
 """
 import sys
 from dataclasses import dataclass

@@ -162,7 +162,7 @@ def test_phases_switch_layer_modes_and_frozen_phase_keeps_wb_wc():
     import tempfile
     with tempfile.TemporaryDirectory() as run_dir:
         status = run_stages(task(), net, stages, run_dir, {'model': 'st_resnet20'},
-                            on_phase_end=snapshot)
+                            on_stage_end=snapshot)
         assert status == 'done'
         assert [r['stage'] for r in read_jsonl(os.path.join(run_dir, 'log.jsonl'))] == \
             ['full', 'ternary', 'frozen']

@@ -1,6 +1,6 @@
 """Building what a training run needs from its configuration, the same for every command: the
-devices, the model (by registry name), its teacher, its start from a trained dense network (--init_from),
-and its cost for summary.json."""
+devices, the model (by registry name), its teacher, its start from a trained dense network
+(--init_from), and its cost for summary.json."""
 import os
 import sys
 

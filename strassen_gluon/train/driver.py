@@ -13,17 +13,16 @@ import os
 import shlex
 import sys
 
-
 from ..config import check_options
 from ..errors import Interrupted, UsageError
 from .build import build_model, choose_teacher, contexts, init_from
 from .checkpoint import folder_contents, latest_checkpoint
 from .loop import LoopOptions, format_metrics, restore, run_stages, seed_everything
-from .stages import enter_stage, has_spn
 from .plots import save_learning_curves
 from .precision import resolve_dtype, set_compute_dtype
 from .run import epoch_log, explicit_fields, open_run, write_run, write_summary
 from .schedule import stages_from_config
+from .stages import enter_stage, has_spn
 from .teacher import load_teacher
 
 CURVES_NAME = 'curves.png'
@@ -213,7 +212,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
         momentum=getattr(config, 'momentum', 0.9), wd=getattr(config, 'wd', 1e-4),
         dist_lambda=config.dist_lambda, dist_temp=config.dist_temp,
         sync_every=getattr(config, 'sync_every', 50), seed=config.seed,
-        progress=not config.quiet and sys.stderr.isatty(), keep_checkpoints=config.keep_checkpoints,
+        progress=not config.quiet and sys.stderr.isatty(),
+        keep_checkpoints=config.keep_checkpoints,
         kvstore='device' if len(ctx) > 1 else None, print_fn=say),
         **recipe.loop_options(config)))
     task = recipe.make_task(config, options, ctx, data, teacher)
@@ -223,6 +223,7 @@ def run(config, recipe, explicit=None, command=None, say=None):
 
     def curves():
         save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME), title)
+
     if config.init_from and checkpoint is None:
         # The number that shows the conversion worked: the start of the fine-tune.
         enter_stage(net, stages[0])
@@ -231,17 +232,16 @@ def run(config, recipe, explicit=None, command=None, say=None):
         if checkpoint is not None:
             say('resuming %s at stage %s, epoch %d (from %s)'
                 % (run_dir, stages[start[0]].name, start[1] + 1, os.path.basename(checkpoint)))
+        plan = ', '.join('%s %d ep lr %g%s' % (s.name, s.epochs, s.lr, _decay(s)) for s in stages)
         say('%s on %s; stages: %s; run folder %s'
-            % (title, ', '.join(str(c) for c in ctx),
-               ', '.join('%s %d ep lr %g%s' % (p.name, p.epochs, p.lr, _decay(p)) for p in stages),
-               run_dir))
+            % (title, ', '.join(str(c) for c in ctx), plan, run_dir))
         meta = dict(model=name, model_kwargs=kwargs, seed=config.seed, task=recipe.task,
                     run_dir=os.path.abspath(run_dir), **recipe.record(data))
         try:
             status = run_stages(task, net, stages, run_dir, meta, start=start,
                                 checkpoint=checkpoint,
                                 stop_after_epochs=config.stop_after_epochs,
-                                on_phase_end=lambda spec: curves())
+                                on_stage_end=lambda spec: curves())
         except KeyboardInterrupt:
             curves()
             saved = latest_checkpoint(run_dir) is not None

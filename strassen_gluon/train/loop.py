@@ -54,7 +54,7 @@ class Task:
                                       batch}, number of examples); 'loss' is required
     ``train_metrics(totals, count)``  the epoch's training metrics from the summed totals
     ``evaluate(net)``                 {metric name: value}; must hold `primary_metric`
-    ``end_phase(net, spec)``          metrics computed once a stage has ended ({} by default)
+    ``end_stage(net, spec)``          metrics computed once a stage has ended ({} by default)
     ``make_trainer(net, lr)``         the stage's fresh optimizer
     ``after_epoch(net)``              after the training pass (e.g. average BN statistics)
     """
@@ -80,7 +80,7 @@ class Task:
     def evaluate(self, net):
         raise NotImplementedError
 
-    def end_phase(self, net, spec):
+    def end_stage(self, net, spec):
         return {}
 
     def make_trainer(self, net, lr):
@@ -284,7 +284,7 @@ class _Plateau:
 
 
 def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
-               stop_after_epochs=None, on_phase_end=None):
+               stop_after_epochs=None, on_stage_end=None):
     """Train `net` through `stages` from position `start` = (stage_index, epoch).
 
     `checkpoint` is the folder the run resumed from: its optimizer state (and a plateau stage's
@@ -330,7 +330,7 @@ def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
             metrics = task.evaluate(net)
             last = epoch == spec.epochs - 1
             if last:
-                metrics.update(task.end_phase(net, spec))
+                metrics.update(task.end_stage(net, spec))
             record = dict(stage=spec.name, stage_index=stage_index, epoch=epoch,
                           global_epoch=global_epoch, lr=lr, seconds=stats['seconds'],
                           **{task.unit: stats['count'], task.unit + '_per_s': stats['speed']},
@@ -359,7 +359,7 @@ def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
             done_here += 1
             if stop_after_epochs is not None and done_here >= stop_after_epochs and not finished:
                 return 'stopped'
-        if on_phase_end is not None:
-            on_phase_end(spec)
+        if on_stage_end is not None:
+            on_stage_end(spec)
         stage_index, epoch = stage_index + 1, 0
     return 'done'

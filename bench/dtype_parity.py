@@ -63,7 +63,7 @@ def main(argv=None):
                           '--seed', str(seed), '--dtype', dtype], dense)
             run(common + ['--model', 'st_resnet20', '--init_from', dense, '--seed', str(seed),
                           '--dtype', dtype], os.path.join(args.out, '%s-s%d-st' % (dtype, seed)))
-    print('\n| dtype | resnet20 val acc (%%) | st_resnet20 converted (%%) | images/s dense | '
+    print('\n| dtype | resnet20 val acc (%) | st_resnet20 converted (%) | images/s dense | '
           'images/s st | seeds |\n|---|---|---|---:|---:|---|')
     for dtype in DTYPES:
         dense = [summary(os.path.join(args.out, '%s-s%d-resnet20' % (dtype, s))) for s in seeds]

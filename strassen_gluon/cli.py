@@ -112,16 +112,13 @@ def _argument(field, stages):
     return flags or ['--' + name], kwargs
 
 
-def build_parser(config_type, prog, description, stages=None, overrides=None):
+def build_parser(config_type, prog, description, stages=None):
     """An argparse parser with one option per field of `config_type` (see the module's
-    docstring), grouped as the fields say. `stages`: the length of per-stage lists.
-    `overrides`: {field: help text} where a command words an option its own way."""
+    docstring), grouped as the fields say. `stages`: the length of per-stage lists."""
     parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
     groups = {}
     for f in option_fields(config_type):
         flags, kwargs = _argument(f, stages)
-        if overrides and f.name in overrides:
-            kwargs['help'] = overrides[f.name]
         group = f.metadata['group'] or 'options'
         if group not in groups:
             groups[group] = parser.add_argument_group(group)

@@ -36,9 +36,8 @@ from ..layers import clip_scales
 from .checkpoint import load_trainer_states, read_meta, resume_checkpoint, save_checkpoint
 from .logs import append_jsonl, rewrite_jsonl
 from .run import LOG_NAME, epoch_log, read_log
-from .stages import enter_stage, make_trainer
 from .schedule import learning_rate
-
+from .stages import enter_stage, make_trainer
 
 __all__ = ['Task', 'LoopOptions', 'Diverged', 'run_stages', 'train_epoch', 'restore',
            'epoch_seed', 'seed_everything', 'format_metrics']

@@ -203,7 +203,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
             set_compute_dtype(model, dtype)
     if not config.resume:   # as resolved: e.g. the data folder an environment variable named
         record['config'] = dataclasses.asdict(config)
-    write_run(run_dir, record, model=name, model_kwargs=kwargs, **recipe.record(data))
+    extra = recipe.record(data)
+    write_run(run_dir, record, model=name, model_kwargs=kwargs, **extra)
 
     start, checkpoint = restore(net, run_dir, stages, ctx)
     recipe.after_restore(net)
@@ -236,7 +237,7 @@ def run(config, recipe, explicit=None, command=None, say=None):
         say('%s on %s; stages: %s; run folder %s'
             % (title, ', '.join(str(c) for c in ctx), plan, run_dir))
         meta = dict(model=name, model_kwargs=kwargs, seed=config.seed, task=recipe.task,
-                    run_dir=os.path.abspath(run_dir), **recipe.record(data))
+                    run_dir=os.path.abspath(run_dir), **extra)
         try:
             status = run_stages(task, net, stages, run_dir, meta, start=start,
                                 checkpoint=checkpoint,

@@ -41,7 +41,7 @@ import warnings
 from matplotlib.figure import Figure
 
 from . import cli
-from .count import human
+from .counting import human
 from .errors import DataError, RunFolderError, UsageError
 from .files import require_writable
 from .paper.published import describe as describe_paper, load_published, paper_value
@@ -315,7 +315,7 @@ def markdown_table(task, experiments):
     per = ' per time step' if metric_kind(name) == 'perplexity' else ' per image'
     lines = ['## %s' % TASK_TITLES.get(task, task), '',
              'One row per experiment (runs that differ only in their seed); mean ± std over '
-             'distinct seeds. Counts%s (`strassen_gluon.count` conventions; size in MB = 10^6 '
+             'distinct seeds. Counts%s (`strassen_gluon.counting` conventions; size in MB = 10^6 '
              'bytes); "vs dense" and the reductions are relative to the full-precision '
              'experiment of the same architecture.' % per, '',
              '| id | model | experiment | %s%s | paper | vs dense | mults | adds | size (MB) | '

@@ -12,8 +12,8 @@ from mxnet import gluon, nd
 from mxnet.gluon import nn, rnn
 
 from strassen_gluon import Phase, SPNConv2D, SPNDense, SPNLSTM, set_phase, spn_layers
-from strassen_gluon.count import (count_layer, count_model, example_inputs, main,
-                                  poster_classifier_r)
+from strassen_gluon.count import main
+from strassen_gluon.counting import count_layer, count_model, example_inputs, poster_classifier_r
 from strassen_gluon.gluon_compat import cached_graph, forward_hooks, is_hybridized
 from strassen_gluon.export import export_layer
 from strassen_gluon.models import get_model, list_models

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from cifar_fixtures import write_fake_cifar
 from strassen_gluon import cifar10, set_phase
-from strassen_gluon.count import count_model
+from strassen_gluon.counting import count_model
 from strassen_gluon.errors import PhaseError
 from strassen_gluon.export import (check_onnx, export_model, load_exported, save_exported,
                                    spn_conv_reference, spn_dense_reference, to_onnx)

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from strassen_gluon.count import against_dense, example_inputs, poster_counts
+from strassen_gluon.counting import against_dense, example_inputs, poster_counts
 from strassen_gluon.models import get_model
 
 PUBLISHED = os.path.join(os.path.dirname(__file__), os.pardir, 'strassen_gluon', 'paper',

@@ -3,7 +3,7 @@
 Writes the trained model of a run folder (or checkpoint folder) as an ONNX file with ternary
 int8 W_b / W_c (strassen_gluon.export.to_onnx) and/or as the numpy deployment form with W_b and
 W_c packed at 2 bits per weight (save_exported(..., packed=True); load_exported reads it), and
-prints the deployed model's size (strassen_gluon.count). --check runs the ONNX file in
+prints the deployed model's size (strassen_gluon.counting). --check runs the ONNX file in
 onnxruntime on a random batch and compares it with MXNet.
 
 The language model (st_charlm) exports with --packed (its SPN LSTM, highway and char-CNN layers
@@ -20,7 +20,7 @@ import sys
 import mxnet as mx
 
 from .. import cli
-from ..count import example_inputs, human
+from ..counting import example_inputs, human
 from ..errors import CheckFailed, UsageError
 from ..files import require_writable
 from ..train.teacher import load_trained

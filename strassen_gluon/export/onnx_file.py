@@ -33,7 +33,7 @@ from mxnet import nd
 from mxnet.gluon import rnn
 
 from ..config import Phase
-from ..count import count_model
+from ..counting import count_model
 from ..errors import PhaseError, UsageError
 from ..files import atomic_path
 from ..layers.spn import spn_layers
@@ -70,7 +70,7 @@ def require_ternary(net):
 
 
 def deployed_size(net, input_shape):
-    """The deployed model's size by strassen_gluon.count: 2 bits per ternary weight, 32 per other
+    """The deployed model's size by strassen_gluon.counting: 2 bits per ternary weight, 32 per other
     value. Returns {'bits', 'megabytes', 'mults', 'adds'} (operations for one input of
     `input_shape` with batch 1)."""
     total = count_model(net, input_shape=(1,) + tuple(input_shape[1:]))['total']

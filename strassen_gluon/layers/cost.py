@@ -1,7 +1,7 @@
 """What an SPN layer costs for one call: multiplications, additions and bits (SPEC 5.1).
 
 The SPN layers report these through their public ``cost(in_shapes, out_shape, phase,
-convention)`` method, which :mod:`strassen_gluon.count` calls for every SPN layer of a model;
+convention)`` method, which :mod:`strassen_gluon.counting` calls for every SPN layer of a model;
 the conventions are documented there and in docs/counting.md. A layer in phase DENSE costs what
 the dense layer costs, in either convention.
 

@@ -7,6 +7,7 @@ import sys
 import mxnet as mx
 
 from ..convert import check_dense_twin, gluoncv_name, transfer_dense, transfer_gluoncv
+from ..counting import count_model
 from ..errors import UsageError
 from ..models import get_model
 from .checkpoint import find_checkpoint, read_meta
@@ -103,11 +104,10 @@ def choose_teacher(config, dense, load, say=print):
 
 
 def model_cost(net, input_shape=None, inputs=None):
-    """Multiplications, additions and bits of `net` in its current stages (strassen_gluon.count)
-    for one input: {'mults', 'adds', 'bits', 'input_shape', 'excluding_fc_head'}, or None
+    """Multiplications, additions and bits of `net` in its current stages (counting.py) for one
+    input: {'mults', 'adds', 'bits', 'input_shape', 'excluding_fc_head'}, or None
     (with the reason printed) if counting fails: the count must never lose a finished run."""
     try:
-        from ..count import count_model
         result = count_model(net, input_shape=input_shape, inputs=inputs)
     except Exception as err:  # noqa: BLE001
         print("could not count the model's operations: %s: %s" % (type(err).__name__, err),

@@ -3,8 +3,9 @@
     python bench/deploy.py [--batches 1 128] [--rounds 7] [--iters 1,10] [--per_layer]
 
 Runtimes: "training graph" (the registry network, hybridized, inference mode), "inference graph"
-(strassen_gluon.export.inference_net, hybridized), "onnxruntime" (the file of
-strassen_gluon.export.to_onnx, CPU execution provider). SPN networks are in phase TERNARY with
+(strassen_gluon.export.inference_net, hybridized; also in bfloat16 where the CPU has fast
+bfloat16 kernels), "onnxruntime" (the file of strassen_gluon.export.to_onnx, CPU execution
+provider). SPN networks are in phase TERNARY with
 random weights (speed does not depend on the values). Each runtime and batch size is timed
 round by round, the networks interleaved, so that load from other processes affects all alike;
 the table gives images/s (median round) and the time ratio to the dense resnet20 in the same
@@ -31,12 +32,15 @@ from strassen_gluon.export import inference_net, to_onnx
 from strassen_gluon.export.graph import conv_calls
 from strassen_gluon.export.onnx_file import onnx_session
 from strassen_gluon.models import get_model
+from strassen_gluon.train.precision import bfloat16_support
 
 NETWORKS = [('resnet20', 'resnet20', {}), ('st_resnet20 p=1', 'st_resnet20', {'out_patch': 1}),
             ('st_resnet20 p=2', 'st_resnet20', {'out_patch': 2})]
 GOALS = {('inference graph', 'st_resnet20 p=2'): 1.3, ('onnxruntime', 'st_resnet20 p=2'): 1.2,
          ('inference graph', 'st_resnet20 p=1'): 1.15, ('onnxruntime', 'st_resnet20 p=1'): 1.15}
 SHAPE = (3, 32, 32)
+# The inference graph in bfloat16 too, where oneDNN's bfloat16 kernels are fast.
+BFLOAT16 = bfloat16_support()[0] == 'fast'
 
 
 def build(model, kwargs):
@@ -72,6 +76,9 @@ def runners(folder, batch):
         out['training graph'][label] = mxnet_runner(net, x)
         out['inference graph'][label] = mxnet_runner(
             inference_net(net, input_shape=(batch,) + SHAPE), x)
+        if BFLOAT16:
+            out['inference graph, bfloat16'][label] = mxnet_runner(
+                inference_net(net, input_shape=(batch,) + SHAPE, dtype='bfloat16'), x)
         path = os.path.join(folder, '%s.onnx' % label.replace(' ', '_').replace('=', ''))
         to_onnx(net, path, (batch,) + SHAPE)
         out['onnxruntime'][label] = onnx_runner(onnx_session(path), x)
@@ -201,10 +208,10 @@ def main(argv=None):
                     if verdict.startswith('MISSED'):
                         missed.append((runtime, label, batch))
                     rows.append((runtime, batch, label, batch / s, ratio, verdict))
-    print('%-16s %5s  %-16s %10s %7s  %s' % ('runtime', 'batch', 'network', 'images/s', 'ratio',
+    print('%-26s %5s  %-16s %10s %7s  %s' % ('runtime', 'batch', 'network', 'images/s', 'ratio',
                                              'goal'))
     for runtime, batch, label, rate, ratio, verdict in rows:
-        print('%-16s %5d  %-16s %10.0f %6.2fx  %s' % (runtime, batch, label, rate, ratio, verdict))
+        print('%-26s %5d  %-16s %10.0f %6.2fx  %s' % (runtime, batch, label, rate, ratio, verdict))
     if missed:
         print('missed goals: %s' % '; '.join('%s %s batch %d' % m for m in missed))
     if args.per_layer is not None:

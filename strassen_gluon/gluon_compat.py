@@ -238,6 +238,14 @@ def to_dtype(F, x, dtype):
     return F.amp_cast(x, dtype=BFLOAT16 if dtype == 'bfloat16' else dtype)
 
 
+def in_float32(F, x, operation, dtype):
+    """operation(x) computed in float32 and returned in `dtype` (the graph unchanged for
+    float32): for MXNet 1.9 operators without a bfloat16 kernel, such as pad and transpose."""
+    if dtype == 'float32':
+        return operation(x)
+    return to_dtype(F, operation(to_dtype(F, x, 'float32')), dtype)
+
+
 def is_bfloat16(array):
     return array.dtype == BFLOAT16
 

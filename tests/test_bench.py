@@ -22,7 +22,8 @@ TIMEOUT = 300  # seconds per script; each takes a few seconds to about 20 s on 2
 TINY_CIFAR = ['--data_dir', '{cifar}', '--no_strict_counts', '--subset', '20',
               '--max_batches', '1', '--max_eval_batches', '1', '--log_dir', '{tmp}/runs']
 
-# script: (arguments, text every successful run prints). {cifar}, {ptb}, {tmp} are filled in.
+# script[:variant]: (arguments, text every successful run prints). {cifar}, {ptb}, {tmp} are
+# filled in.
 SMOKE = {
     'layers.py': (['--batch', '2', '--channels', '4', '--sizes', '4', '--repeats', '1'],
                   'spn-ternary'),
@@ -43,6 +44,10 @@ SMOKE = {
                          '--epochs', '1', '--subset', '100',
                          '--extra=--no_strict_counts --batch_size 20 --max_eval_batches 1'],
                         '| bfloat16 |'),
+    'dtype_parity.py:lm': (['--task', 'lm', '--data_dir', '{ptb}', '--out', '{tmp}/lm_parity',
+                            '--seeds', '1', '--batches', '2',
+                            '--extra=' + ' '.join(LM_TINY + ['--max_eval_batches', '1'])],
+                           '| bfloat16 |'),
     'matmul_success.py': (['--seeds', '1', '--restarts', '1', '--population', '8', '--harder',
                            '--harder-seeds', '1', '--budget', '0.5', '--flip', '--flip-seeds',
                            '1', '--flip-budget', '1', '--flip-report-budget', '0.5',
@@ -67,12 +72,13 @@ def data(tmp_path_factory):
 
 
 def test_every_bench_script_has_a_smoke_run():
-    assert sorted(p.name for p in BENCH.glob('*.py')) == sorted(SMOKE)
+    assert sorted(p.name for p in BENCH.glob('*.py')) == sorted({k.split(':')[0] for k in SMOKE})
 
 
-@pytest.mark.parametrize('script', sorted(SMOKE))
-def test_bench_script_runs(script, data, tmp_path):
-    args, expected = SMOKE[script]
+@pytest.mark.parametrize('smoke', sorted(SMOKE))
+def test_bench_script_runs(smoke, data, tmp_path):
+    args, expected = SMOKE[smoke]
+    script = smoke.split(':')[0]
     argv = [a.format(tmp=tmp_path, **data) for a in args]
     done = subprocess.run([sys.executable, str(BENCH / script)] + argv,
                           cwd=BENCH.parent if script in FROM_REPO else tmp_path,

@@ -11,6 +11,7 @@ from strassen_gluon.convert.walk import named_blocks
 from strassen_gluon.gluon_compat import named_children
 from strassen_gluon.layers import SPNConv2D, SPNDense
 from strassen_gluon.models import get_model, list_models
+from markers import needs_bfloat16
 
 CNNS = [name for name in list_models() if 'charlm' not in name]
 
@@ -59,6 +60,19 @@ def test_non_ternary_phase_is_refused():
     net.initialize()
     with pytest.raises(ValueError, match='TERNARY'):
         inference_net(net)
+
+
+@needs_bfloat16
+@pytest.mark.parametrize('name,patch', [('resnet20', None), ('st_resnet20', 1),
+                                        ('st_resnet20', 2), ('st_resnet20', 3)])
+def test_bfloat16_inference_net_is_close_to_the_trained_network(name, patch):
+    net, x = trained(name, **({'out_patch': patch} if patch else {}))
+    expected = net(x).asnumpy()
+    out = inference_net(net, dtype='bfloat16')(x)
+    assert out.dtype == np.float32
+    assert 1e-5 < relative_error(out.asnumpy(), expected) < 0.05  # rounded, not broken
+    with pytest.raises(ValueError, match='fold_scales'):
+        inference_net(net, fold_scales=False, dtype='bfloat16')
 
 
 @pytest.mark.parametrize('patch', [1, 2, 3])

@@ -2,6 +2,7 @@
 switch (gluon_compat.enable_amx)."""
 import json
 import os
+import re
 
 import mxnet as mx
 import numpy as np
@@ -12,6 +13,7 @@ from mxnet.gluon import nn
 from strassen_gluon import SPNConv2D, SPNDense, clip_scales, freeze_ternary, set_phase
 from strassen_gluon import gluon_compat
 from strassen_gluon.errors import UsageError
+from markers import needs_bfloat16
 from strassen_gluon.train.precision import (bfloat16_support, compute_dtype, resolve_dtype,
                                             set_compute_dtype)
 
@@ -96,12 +98,6 @@ def test_amx_request_reports_this_machine_without_crashing():
 # ---------------------------------------------------------------------------------------------
 # Networks
 
-needs_bfloat16 = pytest.mark.skipif(
-    bfloat16_support()[0] != 'fast',
-    reason='bfloat16 trains slower than float32 on this CPU or has no kernels: %s'
-           % bfloat16_support()[1])
-
-
 def tiny_net(out_patch=1):
     """conv -> BN -> ReLU -> SPN conv -> BN -> ReLU -> global pool -> SPN dense -> dense."""
     net = nn.HybridSequential(prefix='tiny_')
@@ -177,19 +173,43 @@ def test_language_model_runs_in_bfloat16_with_its_lstm_in_float32(phase):
     assert 1e-5 < error < 0.05
 
 
+def output_dtypes_by_op(graph, **input_types):
+    """{operator name: set of the dtypes its outputs have} in the Symbol `graph`."""
+    nodes = json.loads(graph.tojson(remove_amp_cast=False))['nodes']
+    op_of = {node['name']: node['op'] for node in nodes}
+    internals = graph.get_internals()
+    _, types, _ = internals.infer_type(**input_types)
+    by_op = {}
+    for name, dtype in zip(internals.list_outputs(), types):
+        node = re.sub(r'(_state|_statecell)?_output\d*$', '', name)  # RNN: 3 outputs
+        by_op.setdefault(op_of[node], set()).add(np.dtype(dtype))
+    return by_op
+
+
+@needs_bfloat16
+def test_language_model_products_are_bfloat16_and_its_activations_float32():
+    """Between its products the LM has tanh, max, sigmoid and batch norms of 2-D data, which
+    are slower in bfloat16 (docs/precision.md): only the products compute in bfloat16."""
+    from strassen_gluon.models import get_model
+    net = get_model('st_charlm', char_vocab_size=12, word_vocab_size=20, max_word_l=6,
+                    char_vec_size=5, feature_maps=[3, 4], kernels=[1, 2], highway_layers=1,
+                    rnn_size=8, num_layers=2, out_nbr_mul=6, dropout=0.0)
+    set_phase(net, 'ternary')
+    set_compute_dtype(net, 'bfloat16')
+    graph = mx.sym.Group(list(net(*[mx.sym.var(n) for n in ('chars', 'h0', 'c0')])))
+    by_op = output_dtypes_by_op(graph, chars=np.float32, h0=np.float32, c0=np.float32)
+    assert by_op['FullyConnected'] == {gluon_compat.BFLOAT16}
+    assert by_op['Convolution'] == {gluon_compat.BFLOAT16}
+    for op in ('tanh', 'max', 'sigmoid', 'BatchNorm', 'RNN'):
+        assert by_op[op] == {np.dtype(np.float32)}, op
+
+
 @needs_bfloat16
 def test_quantizers_compute_in_float32_inside_a_bfloat16_graph():
     net = tiny_net()
     set_phase(net, 'ternary')
     set_compute_dtype(net, 'bfloat16')
-    graph = net(mx.sym.var('data'))
-    nodes = json.loads(graph.tojson(remove_amp_cast=False))['nodes']
-    op_of = {node['name']: node['op'] for node in nodes}
-    internals = graph.get_internals()
-    _, types, _ = internals.infer_type(data=np.float32)
-    by_op = {}
-    for name, dtype in zip(internals.list_outputs(), types):
-        by_op.setdefault(op_of[name.rsplit('_output', 1)[0]], set()).add(np.dtype(dtype))
+    by_op = output_dtypes_by_op(net(mx.sym.var('data')), data=np.float32)
     # TWN's thresholds (abs, mean, broadcast_greater), levels (sign) and scale (broadcast_div)
     for op in ('abs', 'mean', 'broadcast_greater', 'sign', 'broadcast_div'):
         assert by_op[op] == {np.dtype(np.float32)}, op

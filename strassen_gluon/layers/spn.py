@@ -31,7 +31,7 @@ from mxnet import initializer
 from mxnet.gluon import HybridBlock
 
 from ..config import Phase
-from ..gluon_compat import clear_cached_graph, own_params, to_dtype
+from ..gluon_compat import clear_cached_graph, in_float32, own_params, to_dtype
 from ..quant import fake_quantize, get_quantizer
 from .cost import spn_conv_cost, spn_dense_cost
 
@@ -119,6 +119,7 @@ class SPNBlock(HybridBlock):
         self._phase = Phase.parse(phase)
         self._frozen = False
         self._compute_dtype = 'float32'
+        self._float32_hidden = False
         # identity_out: W_c is the identity (r = output units) and is neither stored nor applied
         # (the language model's char CNN and quant modes 6/7). fixed_scale: ã stays at 1 (TWN).
         self.identity_out = bool(identity_out)
@@ -147,7 +148,7 @@ class SPNBlock(HybridBlock):
 
     def cost(self, in_shapes, out_shape, phase=None, convention='exact'):
         """Multiplications, additions and bits of one call with these shapes, as rows (dicts
-        with type, spn, mults, adds, bits, ...; see layers/cost.py and strassen_gluon.count),
+        with type, spn, mults, adds, bits, ...; see layers/cost.py and strassen_gluon.counting),
         counted in `phase` (default: the layer's own) with the counting `convention`."""
         phase = self._phase if phase is None else Phase.parse(phase)
         return self.cost_formula(self, in_shapes, out_shape, phase, convention)
@@ -175,15 +176,30 @@ class SPNBlock(HybridBlock):
         self._compute_dtype = value
         clear_cached_graph(self)
 
+    @property
+    def float32_hidden(self):
+        """With compute_dtype 'bfloat16': the batch norm over the r hidden units (W_b's output)
+        runs in float32, as a network with float32 activations needs (train/precision.py)."""
+        return self._float32_hidden
+
+    @float32_hidden.setter
+    def float32_hidden(self, value):
+        self._float32_hidden = bool(value)
+        clear_cached_graph(self)
+
+    def _hidden(self, F, h):
+        """W_b's output as the batch norm takes it (see float32_hidden)."""
+        if self._float32_hidden and self._compute_dtype != 'float32':
+            return to_dtype(F, h, 'float32')
+        return h
+
     def _compute(self, F, x):
         """`x` in the compute dtype (unchanged in float32: the graph stays as it was)."""
         return x if self._compute_dtype == 'float32' else to_dtype(F, x, self._compute_dtype)
 
     def _in_float32(self, F, x, operation):
         """operation(x) computed in float32 (pad and transpose have no bfloat16 kernel)."""
-        if self._compute_dtype == 'float32':
-            return operation(x)
-        return self._compute(F, operation(to_dtype(F, x, 'float32')))
+        return in_float32(F, x, operation, self._compute_dtype)
 
     @property
     def frozen(self):
@@ -359,9 +375,10 @@ class SPNConv2D(_SPNWithBatchNorm):
                 t, mode='constant', pad_width=(0, 0, 0, 0, ph, ph + eh, pw, pw + ew)))
             h = F.Convolution(x, wb, kernel=self.kernel_b, stride=(p * sh, p * sw),
                               num_filter=self.r, num_group=self.groups, no_bias=True)
+        h = self._hidden(F, h)
         if self.identity_out:
             return self._scaled_hidden(F, h, params, axis=1, bias=bias)
-        h = self._scaled_hidden(F, h, params, axis=1)
+        h = self._compute(F, self._scaled_hidden(F, h, params, axis=1))
         wc = self._compute(F, self._maybe_quantize(F, params['wc'], self._phase.ternary_c))
         if bias is not None:
             bias = self._compute(F, F.repeat(bias, repeats=p * p) if p > 1 else bias)
@@ -457,9 +474,10 @@ class SPNDense(_SPNWithBatchNorm):
         else:
             h = F.FullyConnected(x, self._compute(F, wb), num_hidden=self.r,
                                  flatten=self.flatten, no_bias=True)
+            h = self._hidden(F, h)
             if wc is None:
                 return self._scaled_hidden(F, h, params, axis=-1, bias=bias)
-            h = self._scaled_hidden(F, h, params, axis=-1)
+            h = self._compute(F, self._scaled_hidden(F, h, params, axis=-1))
         return F.FullyConnected(h, self._compute(F, wc), fc_bias, num_hidden=self.units,
                                 flatten=False, no_bias=bias is None)
 

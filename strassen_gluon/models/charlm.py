@@ -41,9 +41,10 @@ class CharCNN(HybridBlock):
             setattr(self, 'conv%d' % i, conv)
 
     def hybrid_forward(self, F, x):
-        pooled = [F.Pooling(F.tanh(conv(x)), pool_type='max', global_pool=True, kernel=(1, 1))
-                  for conv in self._convs]
-        return F.flatten(F.concat(*pooled, dim=1))
+        # A max reduction, not global max pooling: same values, but the pooling's backward is
+        # oneDNN's reference kernel, a fifth of a float32 training step (docs/precision.md).
+        pooled = [F.max(F.tanh(conv(x)), axis=(2, 3)) for conv in self._convs]
+        return F.concat(*pooled, dim=1)
 
 
 class Highway(HybridBlock):
@@ -62,6 +63,10 @@ class Highway(HybridBlock):
 
 class CharLM(HybridBlock):
     """The network shared by both models; the layers are built by `charlm` / `st_charlm`."""
+
+    # In bfloat16 (train/precision.py) only the products compute in bfloat16: the tanh, max,
+    # sigmoid and gating between them are MXNet operators outside oneDNN, slower in bfloat16.
+    bfloat16_activations = False
 
     def __init__(self, config, make_conv, make_dense, make_lstm, highway_bn, **kwargs):
         super().__init__(**kwargs)

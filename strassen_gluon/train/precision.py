@@ -25,8 +25,18 @@ How a network is converted (each rule measured with DNNL_VERBOSE=1, see docs/pre
   plain layout, which MXNet reorders;
 * any other block without children (dropout, embedding, LSTM, ...) runs in float32: it gets its
   input cast to float32 (its parameters are float32 already); so does the SPN LSTM, whose fused
-  RNN operator takes one dtype for data, weights and states;
-* the network's outputs are cast to float32.
+  RNN operator takes one dtype for data, weights and states. A block class of the library
+  declares another rule with a class attribute ``dtype_rule``: 'product' (as convolutions: the
+  deployed layers of strassen_gluon.export; parameters named in its ``float32_params`` are not
+  cast) or 'follow' (computes in its input's dtype);
+* the network's outputs are cast to float32;
+* a network whose class sets ``bfloat16_activations = False`` (the language models) gets the
+  outputs of its products cast back to float32, and its SPN layers their batch norm over the
+  hidden units computed in float32 (``SPNBlock.float32_hidden``): its activations pass through
+  tanh, max, sigmoid and elementwise operators, which MXNet computes outside oneDNN, and batch
+  norms of data in oneDNN's plain layout, all much slower in bfloat16 than in float32
+  (measured: charlm trained at 0.55x of float32 with bfloat16 activations, 1.15x with float32
+  ones).
 
 ``set_compute_dtype(net, 'float32')`` undoes all of it, so one network can train in one dtype
 and be evaluated in the other, and a checkpoint resumes in either.
@@ -106,13 +116,13 @@ def _map(cast, value):
     return value if value is None else cast(value)
 
 
-def _inputs_to(dtype, params_too):
+def _inputs_to(dtype, params_too, keep=()):
     """A hybrid_forward wrapper that casts the block's inputs (and with `params_too` its
-    parameters) to `dtype`."""
+    parameters but those named in `keep`) to `dtype`."""
     def wrapper(original, F, *args, **params):
         args = [_map(lambda x: to_dtype(F, x, dtype), a) for a in args]
         if params_too:
-            params = {k: to_dtype(F, v, dtype) for k, v in params.items()}
+            params = {k: v if k in keep else to_dtype(F, v, dtype) for k, v in params.items()}
         return original(F, *args, **params)
     return wrapper
 
@@ -120,12 +130,13 @@ def _inputs_to(dtype, params_too):
 def _rule(block, dtype):
     """The hybrid_forward wrapper of a block that is not an SPN layer (module docstring), or
     None when the block computes in the dtype of its input as it is."""
-    if isinstance(block, PRODUCT_LAYERS):
-        return _inputs_to(dtype, params_too=True)
+    declared = getattr(block, 'dtype_rule', None)
+    if isinstance(block, PRODUCT_LAYERS) or declared == 'product':
+        return _inputs_to(dtype, params_too=True, keep=getattr(block, 'float32_params', ()))
     if isinstance(block, FLOAT32_INPUT):
         return _inputs_to('float32', params_too=False)
-    if isinstance(block, DTYPE_FOLLOWING) or children(block) or not isinstance(block,
-                                                                               HybridBlock):
+    if (isinstance(block, DTYPE_FOLLOWING) or declared == 'follow' or children(block)
+            or not isinstance(block, HybridBlock)):
         return None
     return _inputs_to('float32', params_too=False)
 
@@ -138,20 +149,25 @@ def _outputs_to_float32(rule):
     return wrapper
 
 
-def _convert(block, dtype, root):
+def _convert(block, dtype, root, float32_activations):
     restore_hybrid_forward(block)
     # MXNet's fused RNN operator needs one dtype for its data, weights and states: the SPN LSTM
     # stays float32, as every other recurrent leaf does.
     recurrent = isinstance(block, SPNLSTM)
     if isinstance(block, SPNBlock):
         block.compute_dtype = 'float32' if recurrent else dtype
+        block.float32_hidden = float32_activations
+    elif getattr(block, 'dtype_rule', None) == 'product':
+        block.compute_dtype = dtype
     if dtype == 'float32':
         return
     if recurrent:
         rule = _inputs_to('float32', params_too=False)
     else:
         rule = None if isinstance(block, SPNBlock) else _rule(block, dtype)
-    if root:
+    product = (isinstance(block, PRODUCT_LAYERS) or getattr(block, 'dtype_rule', None) == 'product'
+               or (isinstance(block, SPNBlock) and not recurrent))
+    if root or (product and float32_activations):
         rule = _outputs_to_float32(rule)
     if rule is not None:
         override_hybrid_forward(block, rule)
@@ -164,7 +180,9 @@ def set_compute_dtype(net, dtype):
     if dtype not in COMPUTE_DTYPES:
         raise UsageError('compute dtype must be one of %s, not %r'
                          % (', '.join(COMPUTE_DTYPES), dtype))
-    net.apply(lambda block: _convert(block, dtype, root=block is net))
+    float32_activations = not getattr(net, 'bfloat16_activations', True)
+    net.apply(lambda block: _convert(block, dtype, root=block is net,
+                                     float32_activations=float32_activations))
     clear_cached_graphs(net)
     return net
 

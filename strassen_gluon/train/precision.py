@@ -28,7 +28,8 @@ How a network is converted (each rule measured with DNNL_VERBOSE=1, see docs/pre
   RNN operator takes one dtype for data, weights and states. A block class of the library
   declares another rule with a class attribute ``dtype_rule``: 'product' (as convolutions: the
   deployed layers of strassen_gluon.export; parameters named in its ``float32_params`` are not
-  cast) or 'follow' (computes in its input's dtype);
+  cast, and its ``compute_dtype`` attribute, if it has one, is set) or 'follow' (computes in
+  its input's dtype);
 * the network's outputs are cast to float32;
 * a network whose class sets ``bfloat16_activations = False`` (the language models) gets the
   outputs of its products cast back to float32, and its SPN layers their batch norm over the
@@ -127,16 +128,20 @@ def _inputs_to(dtype, params_too, keep=()):
     return wrapper
 
 
+def _is_product(block):
+    """Whether `block` is a product layer that is not an SPN layer (module docstring)."""
+    return isinstance(block, PRODUCT_LAYERS) or getattr(block, 'dtype_rule', None) == 'product'
+
+
 def _rule(block, dtype):
     """The hybrid_forward wrapper of a block that is not an SPN layer (module docstring), or
     None when the block computes in the dtype of its input as it is."""
-    declared = getattr(block, 'dtype_rule', None)
-    if isinstance(block, PRODUCT_LAYERS) or declared == 'product':
+    if _is_product(block):
         return _inputs_to(dtype, params_too=True, keep=getattr(block, 'float32_params', ()))
     if isinstance(block, FLOAT32_INPUT):
         return _inputs_to('float32', params_too=False)
-    if (isinstance(block, DTYPE_FOLLOWING) or declared == 'follow' or children(block)
-            or not isinstance(block, HybridBlock)):
+    if (isinstance(block, DTYPE_FOLLOWING) or getattr(block, 'dtype_rule', None) == 'follow'
+            or children(block) or not isinstance(block, HybridBlock)):
         return None
     return _inputs_to('float32', params_too=False)
 
@@ -157,7 +162,7 @@ def _convert(block, dtype, root, float32_activations):
     if isinstance(block, SPNBlock):
         block.compute_dtype = 'float32' if recurrent else dtype
         block.float32_hidden = float32_activations
-    elif getattr(block, 'dtype_rule', None) == 'product':
+    elif _is_product(block) and hasattr(block, 'compute_dtype'):
         block.compute_dtype = dtype
     if dtype == 'float32':
         return
@@ -165,8 +170,7 @@ def _convert(block, dtype, root, float32_activations):
         rule = _inputs_to('float32', params_too=False)
     else:
         rule = None if isinstance(block, SPNBlock) else _rule(block, dtype)
-    product = (isinstance(block, PRODUCT_LAYERS) or getattr(block, 'dtype_rule', None) == 'product'
-               or (isinstance(block, SPNBlock) and not recurrent))
+    product = _is_product(block) or (isinstance(block, SPNBlock) and not recurrent)
     if root or (product and float32_activations):
         rule = _outputs_to_float32(rule)
     if rule is not None:

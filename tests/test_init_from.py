@@ -57,16 +57,26 @@ def test_cifar_conversion_is_exact_and_fine_tunes(cifar, capsys):
     out = capsys.readouterr().out
     assert 'init_from %s: 21 SPN layers, 21 exact' % dense_dir in out
     assert 'distillation teacher: %s' % dense_dir in out   # the dense network, by default
+    # Exact conversion: the converted network scores what the dense one scored (the fine-tune
+    # starts in full precision, so there is no quantized start to score).
+    with open(os.path.join(dense_dir, 'summary.json')) as f:
+        dense_acc = json.load(f)['metrics']['val_acc']
+    assert 'converted network in full precision: val_acc %.2f%%' % (100 * dense_acc) in out
+    assert 'before fine-tuning' not in out
     tune = cifar10.FINE_TUNE
     assert [p for p, _ in phases_of(os.path.join(root, 'tuned'))] == \
         ['full'] * tune['epochs_fp'] + ['ternary'] * tune['epochs_quant'] + \
         ['frozen'] * tune['epochs_frozen']
-    # The original flags still set the stages; --dist_lambda 0 turns the teacher off.
+    # The original flags still set the stages; --dist_lambda 0 turns the teacher off. A
+    # ternary first stage gets its start scored too.
     assert cifar10.main(args + ['--model', 'st_resnet20', '--init_from', dense_dir,
-                                '--epochs_quant', '1', '--dist_lambda', '0',
+                                '--epochs_fp', '0', '--epochs_quant', '1', '--dist_lambda', '0',
                                 '--run_name', 'short']) == 0
-    assert 'distillation teacher' not in capsys.readouterr().out
-    assert [p for p, _ in phases_of(os.path.join(root, 'short'))] == ['full', 'ternary', 'frozen']
+    out = capsys.readouterr().out
+    assert 'distillation teacher' not in out
+    assert 'converted network in full precision: val_acc %.2f%%' % (100 * dense_acc) in out
+    assert 'converted network in stage ternary, before fine-tuning: val_acc' in out
+    assert [p for p, _ in phases_of(os.path.join(root, 'short'))] == ['ternary', 'frozen']
 
 
 def test_cifar_bad_init_from_exits_2_naming_the_file(cifar, capsys):

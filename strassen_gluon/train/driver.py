@@ -13,8 +13,9 @@ import os
 import shlex
 import sys
 
-from ..config import check_options
+from ..config import Phase, check_options
 from ..errors import Interrupted, UsageError
+from ..layers import set_phase
 from .build import build_model, choose_teacher, contexts, init_from
 from .checkpoint import folder_contents, latest_checkpoint
 from .loop import LoopOptions, format_metrics, restore, run_stages, seed_everything
@@ -226,9 +227,15 @@ def run(config, recipe, explicit=None, command=None, say=None):
         save_learning_curves(epoch_log(run_dir), os.path.join(run_dir, CURVES_NAME), title)
 
     if config.init_from and checkpoint is None:
-        # The number that shows the conversion worked: the start of the fine-tune.
+        # The numbers that show the conversion worked: the converted network in full precision
+        # (exact where the conversion is), and as a quantized first stage starts, lower: its batch
+        # norms keep the unquantized layers' running statistics until training moves them.
+        set_phase(net, Phase.FULL)
+        say('converted network in full precision: %s' % format_metrics(task.evaluate(net)))
         enter_stage(net, stages[0])
-        say('converted network before fine-tuning: %s' % format_metrics(task.evaluate(net)))
+        if has_spn(net) and Phase.parse(stages[0].phase) != Phase.FULL:
+            say('converted network in stage %s, before fine-tuning: %s'
+                % (stages[0].name, format_metrics(task.evaluate(net))))
     if start[0] < len(stages):
         if checkpoint is not None:
             say('resuming %s at stage %s, epoch %d (from %s)'

@@ -198,9 +198,12 @@ def test_script_runs_from_its_folder(corpus_dir, tmp_path):
     (run_dir,) = os.listdir(tmp_path)
     (epoch,) = read_log(os.path.join(tmp_path, run_dir))
     assert set(epoch) >= {'stage', 'epoch', 'lr', 'train_ppl', 'val_ppl', 'test_ppl', 'seconds',
-                          'tokens_per_s'}
+                          'eval_seconds', 'tokens_per_s'}
     summary = json.load(open(os.path.join(tmp_path, run_dir, 'summary.json')))
     assert summary['task'] == 'langmod' and summary['metric_names'] == ['test_ppl', 'val_ppl']
+    # The run's own time: training and evaluation (valid and test sets) summed over its epochs.
+    assert summary['train_seconds'] == epoch['seconds'] > 0
+    assert summary['eval_seconds'] == epoch['eval_seconds'] > 0
 
 
 # ------------------------------------------------------------------------------ quant modes

@@ -326,12 +326,14 @@ def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
                                'stage %s; stopping without writing a checkpoint. Lower the '
                                'learning rate, or resume from the last checkpoint.'
                                % (broken, epoch + 1, spec.name))
+            started = time.perf_counter()
             metrics = task.evaluate(net)
             last = epoch == spec.epochs - 1
             if last:
                 metrics.update(task.end_stage(net, spec))
             record = dict(stage=spec.name, stage_index=stage_index, epoch=epoch,
                           global_epoch=global_epoch, lr=lr, seconds=stats['seconds'],
+                          eval_seconds=time.perf_counter() - started,
                           **{task.unit: stats['count'], task.unit + '_per_s': stats['speed']},
                           **{k: v for k, v in stats.items()
                              if k not in ('count', 'seconds', 'speed')},

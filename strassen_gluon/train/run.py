@@ -17,8 +17,9 @@ final metrics), ``stage_plan``, ``cost`` (``mults``, ``adds``, ``bits``, ``per``
 step), ``input_shape``, ``excluding_fc_head``), ``throughput`` (``value``, ``unit``),
 ``eval_images`` (how many images the last evaluation scored, classification), ``folder`` (what
 the run folder holds: ``bytes``, ``files`` with their sizes, ``checkpoint``), ``dtype`` (the
-arithmetic the run ended in: float32 or bfloat16), ``train_seconds``,
-``command``, ``commands``, ``git``, ``started``, ``finished``.
+arithmetic the run ended in: float32 or bfloat16), ``train_seconds`` and ``eval_seconds``
+(summed over the epochs; the latter None when an epoch predates its logging), ``command``,
+``commands``, ``git``, ``started``, ``finished``.
 ``python -m strassen_gluon.report`` reads exactly this.
 """
 import dataclasses
@@ -158,6 +159,9 @@ def write_summary(run_dir, record, task, stages, cost=None, extra=None):
     for r in records:  # the newest value of each metric (test_ppl: the last stage's)
         final.update({k: r[k] for k in names if k in r})
     seconds = sum(r['seconds'] for r in records)
+    # Evaluation time is logged since December 2026 (None for a run with older epochs).
+    eval_seconds = None if any('eval_seconds' not in r for r in records) else \
+        sum(r['eval_seconds'] for r in records)
     unit = task.unit
     summary = dict(
         schema_version=SCHEMA_VERSION, task=record['task'], model=record.get('model'),
@@ -173,7 +177,8 @@ def write_summary(run_dir, record, task, stages, cost=None, extra=None):
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},
         eval_images=records[-1].get('eval_images'),
-        train_seconds=seconds, command=record['commands'][-1], commands=record['commands'],
+        train_seconds=seconds, eval_seconds=eval_seconds, command=record['commands'][-1],
+        commands=record['commands'],
         git=git_revision(), started=record.get('started'),
         finished=datetime.datetime.now().isoformat(timespec='seconds'),
         run_dir=os.path.abspath(run_dir))

@@ -105,6 +105,25 @@ def test_conv_bn_pair_is_exact_in_training_mode_on_any_batch():
     assert rel(outputs(net, other, train=True), dense_train) < 1e-5
 
 
+def test_exact_conv_rows_are_balanced_for_the_ternary_threshold():
+    """p = 1, r = c_out: W_b's rows get one common mean |w| (TWN has one threshold per tensor;
+    ã takes the inverse), the tensor keeps its overall size, and the layer stays exact."""
+    mx.random.seed(4)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(6, 3, padding=1, in_channels=3), nn.BatchNorm(in_channels=6))
+    net.initialize(mx.init.Xavier())
+    # Filters of very different sizes, as weight decay and batch norm leave them.
+    weight = net[0].weight.data().asnumpy() * np.array([0.01, 0.1, 1, 3, 0.5, 2])[:, None, None,
+                                                                                     None]
+    net[0].weight.set_data(nd.array(weight))
+    x = nd.random.normal(shape=(6, 3, 8, 8))
+    dense_out = outputs(net, x)
+    strassenize(net, calibration=x, keep_dense=None)
+    rows = np.abs(net[0].wb.data().asnumpy().reshape(6, -1)).mean(axis=1)
+    np.testing.assert_allclose(rows, np.abs(weight).mean(), rtol=1e-5)
+    assert rel(outputs(net, x), dense_out) < 1e-5
+
+
 def test_grouped_conv_and_dense_layers_are_exact():
     mx.random.seed(3)
     net = nn.HybridSequential()

@@ -439,3 +439,28 @@ def test_real_ptb_tiny_model_learns(tmp_path):
                    '--rnn_size', '32', '--out_nbr_mul', '64'], REAL_PTB, tmp_path)
     epoch = read_log(summary['run_dir'])[0]
     assert epoch['val_ppl'] < 10000 / 2   # well below a uniform guess over 10k words
+
+
+def test_char_cnn_max_sends_the_gradient_to_the_first_maximum_as_max_pooling_does():
+    """Padded positions of a short word give equal convolution outputs: the max over positions
+    must pass its gradient to one of them (the original's max pooling), not to each."""
+    from strassen_gluon.models.charlm import CharCNN
+    mx.random.seed(0)
+    conv = mx.gluon.nn.Conv2D(4, (1, 2), in_channels=3)
+    cnn = CharCNN([conv])
+    cnn.initialize()
+    x = nd.random.normal(shape=(5, 3, 1, 9))
+    x[:, :, :, 4:] = 0.5   # padding: every window from position 4 on is the same
+    weights = nd.random.normal(shape=(5, 4))
+    grads = []
+    for pool in (None, 'pooling'):
+        with autograd.record():
+            if pool:
+                y = nd.Pooling(nd.tanh(conv(x)), pool_type='max', global_pool=True,
+                               kernel=(1, 1)).flatten()
+            else:
+                y = cnn(x)
+            loss = (y * weights).sum()
+        loss.backward()
+        grads.append(conv.weight.grad().asnumpy().copy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)

@@ -200,7 +200,7 @@ def test_language_model_products_are_bfloat16_and_its_activations_float32():
     by_op = output_dtypes_by_op(graph, chars=np.float32, h0=np.float32, c0=np.float32)
     assert by_op['FullyConnected'] == {gluon_compat.BFLOAT16}
     assert by_op['Convolution'] == {gluon_compat.BFLOAT16}
-    for op in ('tanh', 'max', 'sigmoid', 'BatchNorm', 'RNN'):
+    for op in ('tanh', 'pick', 'sigmoid', 'BatchNorm', 'RNN'):
         assert by_op[op] == {np.dtype(np.float32)}, op
 
 

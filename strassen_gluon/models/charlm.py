@@ -41,9 +41,14 @@ class CharCNN(HybridBlock):
             setattr(self, 'conv%d' % i, conv)
 
     def hybrid_forward(self, F, x):
-        # A max reduction, not global max pooling: same values, but the pooling's backward is
-        # oneDNN's reference kernel, a fifth of a float32 training step (docs/precision.md).
-        pooled = [F.max(F.tanh(conv(x)), axis=(2, 3)) for conv in self._convs]
+        # The max over positions as pick(argmax), not global max pooling, whose backward is
+        # oneDNN's reference kernel (a fifth of a float32 training step, docs/precision.md), nor
+        # a max reduction, whose backward gives every tied position the gradient: padded
+        # positions tie. Like the pooling, pick sends it to the first maximum only.
+        pooled = []
+        for conv in self._convs:
+            y = F.reshape(F.tanh(conv(x)), shape=(0, 0, -1))      # (words, maps, positions)
+            pooled.append(F.pick(y, F.argmax(y, axis=2), axis=2))
         return F.concat(*pooled, dim=1)
 
 

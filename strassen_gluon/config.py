@@ -215,9 +215,6 @@ class PhasedConfig(RunConfig):
                            choices=('step', 'cosine'), group='schedule')
     lr_factor: float = option(0.1, 'learning-rate multiplier at each step epoch', above=0,
                               high=1, group='schedule')
-    lr_warmup: int = option(0, 'batches at the start of every stage over which the rate rises '
-                               'linearly to its value (within the first epoch; 0: none, as the '
-                               'paper)', low=0, group='schedule')
     momentum: float = option(0.9, 'SGD momentum', low=0, below=1, group='schedule')
     wd: float = option(1e-4, 'weight decay', low=0, group='schedule')
     batch_size: int = option(128, 'images per update (per device)', low=1, group='schedule')

@@ -42,7 +42,6 @@ CASES = [
     ('cifar10', ['--out_patch', '1,0,1,1'], EXIT_USAGE, '--out_patch 1,0,1,1: must be >= 1'),
     ('cifar10', ['--keep_checkpoints', '0'], EXIT_USAGE, '--keep_checkpoints 0: must be >= 1'),
     ('cifar10', ['--lr_factor', '0'], EXIT_USAGE, '--lr_factor 0.0: must be > 0'),
-    ('cifar10', ['--lr_warmup', '-1'], EXIT_USAGE, '--lr_warmup -1: must be >= 0'),
     ('cifar10', ['--lr_fp', 'nan'], EXIT_USAGE, '--lr_fp nan: must be a finite number'),
     # Parse errors: one line too.
     ('cifar10', ['--lr_fp', 'abc'], EXIT_USAGE, "argument --lr_fp: invalid float value: 'abc'"),

@@ -214,35 +214,6 @@ def test_data_parallel_epoch_on_two_contexts():
     np.testing.assert_array_equal(w0, w1)    # the replicas stay identical
 
 
-def test_warmup_raises_the_rate_linearly_over_the_first_batches(monkeypatch):
-    net = small_net()
-    enter_stage(net, make_stage('full'))
-    trainer = make_trainer(net, 0.08)
-    rates, t = [], task()
-    step = t.step
-
-    def recording_step(net, trainer, batch, state):
-        rates.append(trainer.learning_rate)
-        return step(net, trainer, batch, state)
-    monkeypatch.setattr(t, 'step', recording_step)
-    train_epoch(t, net, trainer, random_batches(n=80), warmup=4)      # 5 batches of 16
-    assert rates == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.08])
-
-
-def test_lr_warmup_applies_to_the_first_epoch_of_every_stage(data_dir, tmp_path, monkeypatch):
-    from strassen_gluon.train import loop
-    warmups = []
-    original = loop.train_epoch
-
-    def recording(task, net, trainer, batches, desc='train', warmup=0):
-        warmups.append((desc, warmup))
-        return original(task, net, trainer, batches, desc, warmup)
-    monkeypatch.setattr(loop, 'train_epoch', recording)
-    assert cifar10.main(tiny_args(data_dir, tmp_path, '--lr_warmup', '3',
-                                  epochs=(2, 1, 1))) == 0
-    assert warmups == [('full 1/2', 3), ('full 2/2', 0), ('ternary 1/1', 3), ('frozen 1/1', 3)]
-
-
 def test_nan_loss_raises_diverged():
     net = small_net()
     enter_stage(net, make_stage('full'))

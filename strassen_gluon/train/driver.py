@@ -212,7 +212,6 @@ def run(config, recipe, explicit=None, command=None, say=None):
     net.hybridize(static_alloc=True)
     options = LoopOptions(**dict(dict(
         momentum=getattr(config, 'momentum', 0.9), wd=getattr(config, 'wd', 1e-4),
-        lr_warmup=getattr(config, 'lr_warmup', 0),
         dist_lambda=config.dist_lambda, dist_temp=config.dist_temp,
         sync_every=getattr(config, 'sync_every', 50), seed=config.seed,
         progress=not config.quiet and sys.stderr.isatty(),

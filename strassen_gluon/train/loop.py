@@ -101,7 +101,6 @@ class LoopOptions:
     seed: int = 321
     keep_checkpoints: int = 1
     kvstore: object = None        # of the default trainer ('device' for several devices)
-    lr_warmup: int = 0            # batches at a stage's start over which lr rises linearly
     print_fn: object = print      # receives the one line per epoch (and the sync lines)
     print_sync: bool = False      # also print a line at every sync (the LM's --print_every)
 
@@ -162,12 +161,9 @@ def _host(totals):
     return {k: float(v.asscalar()) for k, v in totals.items()}  # SYNC POINT
 
 
-def train_epoch(task, net, trainer, batches, desc='train', warmup=0):
+def train_epoch(task, net, trainer, batches, desc='train'):
     """One pass over `batches`; returns the task's training metrics plus 'count', 'seconds'
     and 'speed' (examples per second after the first batch, which builds the graph).
-
-    `warmup` > 0: batch i < warmup trains at (i + 1) / warmup times the trainer's rate, which
-    batch warmup - 1 reaches and keeps.
 
     The totals are accumulated on the device and read back only every `sync_every` batches and
     at the end, where a non-finite loss raises Diverged.
@@ -178,11 +174,8 @@ def train_epoch(task, net, trainer, batches, desc='train', warmup=0):
     totals, count, state = {}, 0, task.begin_epoch(net)
     start = time.time()
     warm, warm_count = None, 0
-    lr = trainer.learning_rate
     try:
         for i, batch in enumerate(batches):
-            if i < warmup:
-                trainer.set_learning_rate(lr * (i + 1) / warmup)
             state, sums, n = task.step(net, trainer, batch, state)
             clip_scales(net)
             for key, value in sums.items():
@@ -324,8 +317,7 @@ def run_stages(task, net, stages, run_dir, meta, start=(0, 0), checkpoint=None,
             global_epoch = _position(stages, stage_index, epoch)
             seed_everything(epoch_seed(options.seed, stage_index, epoch))
             desc = '%s %d/%d' % (spec.name, epoch + 1, spec.epochs)
-            stats = train_epoch(task, net, trainer, task.train_batches(global_epoch), desc,
-                                warmup=options.lr_warmup if epoch == 0 else 0)
+            stats = train_epoch(task, net, trainer, task.train_batches(global_epoch), desc)
             task.after_epoch(net)
             # The last update of an epoch can break the weights after the last loss was read.
             broken = count_nonfinite_params(net)

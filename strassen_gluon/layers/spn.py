@@ -189,9 +189,14 @@ class SPNBlock(HybridBlock):
 
     def _hidden(self, F, h):
         """W_b's output as the batch norm takes it (see float32_hidden)."""
-        if self._float32_hidden and self._compute_dtype != 'float32':
-            return to_dtype(F, h, 'float32')
-        return h
+        return to_dtype(F, h, 'float32') if self._casts_hidden() else h
+
+    def _from_hidden(self, F, h):
+        """The batch norm's output as W_c takes it: back in the compute dtype."""
+        return self._compute(F, h) if self._casts_hidden() else h
+
+    def _casts_hidden(self):
+        return self._float32_hidden and self._compute_dtype != 'float32'
 
     def _compute(self, F, x):
         """`x` in the compute dtype (unchanged in float32: the graph stays as it was)."""
@@ -378,7 +383,7 @@ class SPNConv2D(_SPNWithBatchNorm):
         h = self._hidden(F, h)
         if self.identity_out:
             return self._scaled_hidden(F, h, params, axis=1, bias=bias)
-        h = self._compute(F, self._scaled_hidden(F, h, params, axis=1))
+        h = self._from_hidden(F, self._scaled_hidden(F, h, params, axis=1))
         wc = self._compute(F, self._maybe_quantize(F, params['wc'], self._phase.ternary_c))
         if bias is not None:
             bias = self._compute(F, F.repeat(bias, repeats=p * p) if p > 1 else bias)
@@ -477,7 +482,7 @@ class SPNDense(_SPNWithBatchNorm):
             h = self._hidden(F, h)
             if wc is None:
                 return self._scaled_hidden(F, h, params, axis=-1, bias=bias)
-            h = self._compute(F, self._scaled_hidden(F, h, params, axis=-1))
+            h = self._from_hidden(F, self._scaled_hidden(F, h, params, axis=-1))
         return F.FullyConnected(h, self._compute(F, wc), fc_bias, num_hidden=self.units,
                                 flatten=False, no_bias=bias is None)
 

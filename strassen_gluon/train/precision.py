@@ -36,7 +36,7 @@ How a network is converted (each rule measured with DNNL_VERBOSE=1, see docs/pre
   hidden units computed in float32 (``SPNBlock.float32_hidden``): its activations pass through
   tanh, max, sigmoid and elementwise operators, which MXNet computes outside oneDNN, and batch
   norms of data in oneDNN's plain layout, all much slower in bfloat16 than in float32
-  (measured: charlm trained at 0.55x of float32 with bfloat16 activations, 1.15x with float32
+  (measured: charlm trained at 0.55x of float32 with bfloat16 activations, 1.14x with float32
   ones).
 
 ``set_compute_dtype(net, 'float32')`` undoes all of it, so one network can train in one dtype

@@ -91,7 +91,6 @@ def _mxnet_to_onnx(deployed, input_shape, path, folder, dynamic_batch):
 def store_ternary_as_int8(model):
     """In place: each float initialiser named *ternary_* becomes int8 + a Cast node to float
     (ValueError if one holds anything but -1, 0, 1). Returns {name: number of values}."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     graph, ternary = model.graph, {}
     casts = []

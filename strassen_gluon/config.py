@@ -215,6 +215,11 @@ class PhasedConfig(RunConfig):
                            choices=('step', 'cosine'), group='schedule')
     lr_factor: float = option(0.1, 'learning-rate multiplier at each step epoch', above=0,
                               high=1, group='schedule')
+    freeze_wc: bool = option(
+        False, 'keep W_c at its starting value in every stage while W_b trains (still ternary; '
+               'after an exact --init_from conversion at p = 1 it is the identity, so each '
+               'channel is one scaled ternary filter and no filters are mixed); not the paper\'s '
+               'training', group='schedule')
     momentum: float = option(0.9, 'SGD momentum', low=0, below=1, group='schedule')
     wd: float = option(1e-4, 'weight decay', low=0, group='schedule')
     batch_size: int = option(128, 'images per update (per device)', low=1, group='schedule')

@@ -7,6 +7,7 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
+from mxnet import nd
 
 from cifar_fixtures import write_fake_cifar
 from langmod import lm, train as lm_command
@@ -16,6 +17,7 @@ from strassen_gluon.data.imagenet import write_tiny_recordio
 from strassen_gluon.errors import EXIT_USAGE
 from strassen_gluon.models import get_model
 from strassen_gluon.train.build import init_from
+from strassen_gluon.train.checkpoint import latest_checkpoint
 from strassen_gluon.train.logs import read_jsonl
 from test_langmod import TINY as LM_TINY, write_corpus
 
@@ -77,6 +79,34 @@ def test_cifar_conversion_is_exact_and_fine_tunes(cifar, capsys):
     assert 'converted network in full precision: val_acc %.2f%%' % (100 * dense_acc) in out
     assert 'converted network in stage ternary, before fine-tuning: val_acc' in out
     assert [p for p, _ in phases_of(os.path.join(root, 'short'))] == ['ternary', 'frozen']
+
+
+def test_cifar_freeze_wc_keeps_the_converted_identity(cifar, capsys):
+    args, root = cifar
+    dense_dir = os.path.join(root, 'dense')
+    assert cifar10.main(args + ['--model', 'st_resnet20', '--init_from', dense_dir,
+                                '--epochs_fp', '1', '--epochs_quant', '1', '--epochs_frozen',
+                                '0', '--freeze_wc', '--run_name', 'held']) == 0
+    plan = next(l for l in capsys.readouterr().out.splitlines() if 'stages: ' in l)
+    assert plan.count(' W_c frozen') == 2, plan
+    run_dir = os.path.join(root, 'held')
+    with open(os.path.join(run_dir, 'summary.json')) as f:
+        plan = json.load(f)['stage_plan']
+    assert [s['frozen_wc'] for s in plan] == [True, True]
+    net = get_model('st_resnet20')
+    net.load_parameters(os.path.join(latest_checkpoint(run_dir), 'model.params'))
+    layers = spn_layers(net)
+    for layer in layers:    # W_c is still the conversion's identity after both stages ...
+        wc = layer.wc.data().asnumpy()
+        np.testing.assert_array_equal(wc.reshape(layer.r, -1), np.eye(layer.r))
+    # ... while W_b moved away from the converted dense filters.
+    start = get_model('st_resnet20')
+    start.initialize()
+    x = nd.zeros((1, 3, 32, 32))
+    start(x)
+    init_from(dense_dir, start, 'st_resnet20', [mx.cpu()], x, say=lambda *a: None)
+    assert all(not np.array_equal(a.wb.data().asnumpy(), b.wb.data().asnumpy())
+               for a, b in zip(layers, spn_layers(start)))
 
 
 def test_cifar_bad_init_from_exits_2_naming_the_file(cifar, capsys):

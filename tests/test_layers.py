@@ -290,6 +290,41 @@ def test_freeze_keeps_quantizing_and_stops_ternary_updates():
     assert layer.wb.grad_req == 'write'
 
 
+def _step(layer, *inputs):
+    trainer = gluon.Trainer([p for p in layer.collect_params().values()
+                             if p.grad_req != 'null'], 'sgd', {'learning_rate': 0.1})
+    with autograd.record():
+        out = layer(*inputs)
+        loss = (out[0] if isinstance(out, (list, tuple)) else out).square().mean()
+    loss.backward()
+    trainer.step(2)
+
+
+@pytest.mark.parametrize('kind', ['conv', 'lstm'])
+def test_frozen_wc_holds_wc_while_wb_trains(kind):
+    if kind == 'conv':
+        layer = _conv_with_bias()
+        inputs = [nd.random.normal(shape=(2, 3, 7, 7))]
+    else:
+        layer = _init(SPNLSTM(4, input_size=3, nbr_mul=1))
+        inputs = [nd.random.normal(shape=(5, 2, 3))] + layer.begin_state(2)
+    set_phase(layer, Phase.TERNARY)
+    freeze_ternary(layer, False, frozen_wc=True)
+    assert layer.wc_params() and all(p.grad_req == 'null' for p in layer.wc_params())
+    wb = [p for p in layer.ternary_params() if p not in layer.wc_params()]
+    assert wb and all(p.grad_req == 'write' for p in wb)
+    before = {p.name: p.data().asnumpy().copy() for p in layer.ternary_params()}
+    _step(layer, *inputs)
+    for p in layer.wc_params():
+        np.testing.assert_array_equal(p.data().asnumpy(), before[p.name])
+    assert all(not np.array_equal(p.data().asnumpy(), before[p.name]) for p in wb)
+    # The frozen stage still freezes both; releasing both lets W_c train again.
+    freeze_ternary(layer, True, frozen_wc=True)
+    assert all(p.grad_req == 'null' for p in layer.ternary_params())
+    freeze_ternary(layer, False)
+    assert all(p.grad_req == 'write' for p in layer.ternary_params())
+
+
 @pytest.mark.parametrize('batch_norm, identity_out, fixed_scale',
                          [(True, False, False), (False, False, False), (False, True, True),
                           (True, True, False)])

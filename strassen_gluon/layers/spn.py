@@ -118,6 +118,7 @@ class SPNBlock(HybridBlock):
         self._quantizer = get_quantizer(quantizer)
         self._phase = Phase.parse(phase)
         self._frozen = False
+        self._frozen_wc = False
         self._compute_dtype = 'float32'
         self._float32_hidden = False
         # identity_out: W_c is the identity (r = output units) and is neither stored nor applied
@@ -132,6 +133,10 @@ class SPNBlock(HybridBlock):
 
     def ternary_params(self):
         """W_b and W_c: ternary in the Strassen phase, frozen in the last one."""
+        raise NotImplementedError
+
+    def wc_params(self):
+        """The W_c among ternary_params() (none where W_c is the identity, identity_out)."""
         raise NotImplementedError
 
     def scale_params(self):
@@ -215,12 +220,24 @@ class SPNBlock(HybridBlock):
         self._frozen = bool(value)
         self._update_grad_req()
 
+    @property
+    def frozen_wc(self):
+        """W_c alone kept fixed while W_b trains (see freeze_ternary)."""
+        return self._frozen_wc
+
+    @frozen_wc.setter
+    def frozen_wc(self, value):
+        self._frozen_wc = bool(value)
+        self._update_grad_req()
+
     def _update_grad_req(self):
         spn = self._phase != Phase.DENSE
         for p in self.dense_params():
             p.grad_req = 'null' if spn else 'write'
+        held = {id(p) for p in self.wc_params()} if self._frozen_wc else set()
         for p in self.ternary_params():
-            p.grad_req = 'write' if spn and not self._frozen else 'null'
+            trains = spn and not self._frozen and id(p) not in held
+            p.grad_req = 'write' if trains else 'null'
         for p in self.scale_params():
             p.grad_req = 'null'  # spn_params() turns it on unless ã is fixed
         for p in self.spn_params():
@@ -264,7 +281,10 @@ class _SPNWithBatchNorm(SPNBlock):
                                       differentiable=False)
 
     def ternary_params(self):
-        return [self.wb] if self.identity_out else [self.wb, self.wc]
+        return [self.wb] + self.wc_params()
+
+    def wc_params(self):
+        return [] if self.identity_out else [self.wc]
 
     def scale_params(self):
         return [self.scale]
@@ -515,10 +535,12 @@ def set_phase(net, phase):
     _clear_cached_graphs(net)
 
 
-def freeze_ternary(net, frozen=True):
-    """Stop (or resume) training W_b and W_c; the forward pass keeps quantizing them."""
+def freeze_ternary(net, frozen=True, frozen_wc=False):
+    """Stop (or resume) training W_b and W_c (`frozen`), or W_c alone (`frozen_wc`); the forward
+    pass keeps quantizing them."""
     for layer in spn_layers(net):
         layer.frozen = frozen
+        layer.frozen_wc = frozen_wc
     _clear_cached_graphs(net)
 
 

@@ -42,7 +42,7 @@ class SPNLSTM(SPNBlock):
         self.r = resolve_rank(hidden_size, nbr_mul, r)
         self._check_identity_out(self.r, hidden_size)
         spn_init = spn_initializer or default_spn_initializer()
-        self._dense, self._ternary, self._scales = [], [], []
+        self._dense, self._ternary, self._wc, self._scales = [], [], [], []
         with self.name_scope():
             for layer in range(num_layers):
                 for kind in KINDS:
@@ -65,6 +65,7 @@ class SPNLSTM(SPNBlock):
                     self._ternary.append(getattr(self, prefix + 'wb'))
                     if not self.identity_out:
                         self._ternary.append(getattr(self, prefix + 'wc'))
+                        self._wc.append(self._ternary[-1])
                     self._scales.append(getattr(self, prefix + 'scale'))
         self._update_grad_req()
 
@@ -73,6 +74,9 @@ class SPNLSTM(SPNBlock):
 
     def ternary_params(self):
         return list(self._ternary)
+
+    def wc_params(self):
+        return list(self._wc)
 
     def scale_params(self):
         return list(self._scales)

@@ -133,9 +133,10 @@ def resume_hint(recipe, run_dir):
 
 
 def _decay(spec):
+    held = ' W_c frozen' if spec.frozen_wc else ''
     if spec.shape == 'cosine':
-        return ' cosine'
-    return ' steps %s' % ','.join(map(str, spec.steps)) if spec.steps else ''
+        return ' cosine' + held
+    return (' steps %s' % ','.join(map(str, spec.steps)) if spec.steps else '') + held
 
 
 def _say(*parts):

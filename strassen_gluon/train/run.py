@@ -172,7 +172,7 @@ def write_summary(run_dir, record, task, stages, cost=None, extra=None):
         stages=by_stage,
         stage_plan=[dict(name=p.name, epochs=p.epochs, lr=p.lr, steps=list(p.steps),
                          factor=p.factor, decay_when=p.decay_when, frozen=p.frozen,
-                         shape=p.shape)
+                         frozen_wc=p.frozen_wc, shape=p.shape)
                     for p in stages],
         cost=cost, throughput={'value': sum(r.get(unit, 0) for r in records) / max(seconds, 1e-9),
                                'unit': unit + '/s'},

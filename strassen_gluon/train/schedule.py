@@ -45,6 +45,9 @@ class Stage:
     steps: tuple = ()          # epochs (0-based, within the stage) at which lr is multiplied
     factor: float = 0.1
     frozen: bool = False       # W_b and W_c kept fixed (still ternary in the forward pass)
+    # W_c alone kept at its starting value while W_b trains (--freeze_wc: after an exact
+    # conversion W_c is the identity, and a flipped entry adds a whole filter to another channel).
+    frozen_wc: bool = False
     # Plateau policy instead of steps: lr *= factor after an epoch whose primary metric did not
     # improve on the previous epoch's by more than decay_when (the language model's policy).
     decay_when: float = None
@@ -118,29 +121,30 @@ def scale_steps(steps, paper_epochs, epochs):
 
 
 def make_stage(name, epochs=None, lr=None, steps=None, factor=None, paper=PAPER_CIFAR,
-               shape='step'):
+               shape='step', frozen_wc=False):
     """Phase `name` ('full', 'ternary', 'frozen' or 'dense') of the `paper` schedule, with
     overrides. None keeps the paper's value; `steps=None` with changed `epochs` scales the
     paper's steps. 'dense' is the single stage of a full-precision model: the 'full' schedule in
-    Phase.DENSE."""
+    Phase.DENSE. `frozen_wc` holds W_c in an SPN stage."""
     spec = {p.name: p for p in paper}['full' if name == 'dense' else name]
     epochs = spec.epochs if epochs is None else int(epochs)
     steps = scale_steps(spec.steps, spec.epochs, epochs) if steps is None else tuple(steps)
     return Stage(name=name, phase=Phase.DENSE if name == 'dense' else spec.phase,
                      epochs=epochs, lr=spec.lr if lr is None else float(lr), steps=steps,
                      factor=spec.factor if factor is None else float(factor),
-                     frozen=spec.frozen, shape=shape)
+                     frozen=spec.frozen, shape=shape, frozen_wc=frozen_wc and name != 'dense')
 
 
 def paper_stages(spn=True, epochs=(None, None, None), lrs=(None, None, None),
-                 steps=(None, None, None), factor=None, paper=PAPER_CIFAR, shape='step'):
+                 steps=(None, None, None), factor=None, paper=PAPER_CIFAR, shape='step',
+                 frozen_wc=False):
     """The stages of one run: three for a Strassen model, one ('dense') for a dense model.
 
     `epochs`, `lrs` and `steps` are per-stage overrides (None = the paper's value). Stages with
-    0 epochs are dropped.
+    0 epochs are dropped. `frozen_wc` holds W_c in every stage.
     """
     names = ('full', 'ternary', 'frozen') if spn else ('dense',)
-    specs = [make_stage(n, e, lr, s, factor, paper, shape)
+    specs = [make_stage(n, e, lr, s, factor, paper, shape, frozen_wc)
              for n, e, lr, s in zip(names, epochs, lrs, steps)]
     return [s for s in specs if s.epochs > 0]
 
@@ -152,7 +156,7 @@ def stages_from_config(config, spn, paper):
     given = (config.lr_steps_fp, config.lr_steps_quant, config.lr_steps_frozen)
     stages = paper_stages(spn, (config.epochs_fp, config.epochs_quant, config.epochs_frozen),
                           (config.lr_fp, config.lr_quant, config.lr_frozen), given,
-                          config.lr_factor, paper, config.lr_shape)
+                          config.lr_factor, paper, config.lr_shape, config.freeze_wc)
     notes = []
     for spec in stages:
         index = 0 if spec.name == 'dense' else [p.name for p in paper].index(spec.name)

@@ -15,13 +15,14 @@ def has_spn(net):
 
 
 def enter_stage(net, spec):
-    """Switch every SPN layer of `net` to `spec.phase` and (un)freeze W_b/W_c as `spec.frozen`.
+    """Switch every SPN layer of `net` to `spec.phase` and (un)freeze W_b/W_c as `spec.frozen`
+    (W_c alone as `spec.frozen_wc`).
 
     Both calls drop cached graphs, so a hybridized model rebuilds its graph for the new stage.
     """
     if has_spn(net):
         set_phase(net, spec.phase)
-        freeze_ternary(net, spec.frozen)
+        freeze_ternary(net, spec.frozen, spec.frozen_wc)
 
 
 def trainable_params(net):

@@ -108,6 +108,13 @@ def test_plan_links_students_to_their_dense_twin(tmp_path, capsys):
         model = words[words.index('--model') + 1]
         assert words[words.index('--init_from') + 1] == os.path.join(out, model[3:])
         assert '--dist_lambda' not in words and words[-6:-4] == ['--gpu_index', '0']
+    # --cell picks cells in plan as in run (the headline's two, docs/reproduce.md).
+    assert main(['plan', 'cifar10', '--budget', 'cpu', '--out', out, '--cell', 'resnet20',
+                 '--cell', 'st_resnet20-r1-p1']) == 0
+    lines = shell_words(capsys.readouterr().out)
+    assert [w[w.index('--run_name') + 1] for w in lines] == ['resnet20', 'st_resnet20-r1-p1']
+    assert main(['plan', 'cifar10', '--budget', 'cpu', '--cell', 'nosuch']) == 2
+    assert 'no cell nosuch in cifar10' in capsys.readouterr().err
     main(['plan', 'ptb', '--budget', 'cpu', '--out', out])
     lines = [' '.join(w) for w in shell_words(capsys.readouterr().out)]
     assert sum('--dist_lambda 0' in line for line in lines) == 7

@@ -44,11 +44,11 @@ SMOKE_DEVICE = CPU_DEVICE + ('--quiet',)
 # cpu: the headline recipe (issue 18): the dense twin trains 50 epochs with a cosine rate and
 # weight decay 5e-4 (short schedules want more decay than the paper's 1e-4); each Strassen cell
 # is converted from it with --init_from (exact at r = c_out, p = 1, so no full-precision epoch)
-# and distilled from it through 18 ternary epochs (cosine from 0.005) and 2 frozen ones, with
+# and distilled from it through 24 ternary epochs (cosine from 0.005) and 2 frozen ones, with
 # W_c held at the conversion's identity (--freeze_wc): with W_c free, ternary flips of its
 # off-diagonal entries each add a whole filter to another channel, and the converted start is
-# lost even at lr 0.001 (docs/reproduce.md). About 2 hours for the notebook's cell in bfloat16 on
-# a 2-core Zen 4. VGG-7 costs 15x ResNet-20's multiplications, so its cells train on a
+# lost even at lr 0.001 (docs/reproduce.md). About 2.3 hours for the notebook's cell in bfloat16
+# on a 2-core Zen 4. VGG-7 costs 15x ResNet-20's multiplications, so its cells train on a
 # 5,000-image subset.
 CIFAR_SHORT = ('--lr_shape', 'cosine', '--wd', '5e-4')
 CIFAR_SMOKE_DATA = ('--no_download', '--no_strict_counts', '--batch_size', '16', '--max_batches',
@@ -57,12 +57,12 @@ CIFAR10 = {
     'paper': Budget('the notebook\'s schedule: 250 full-precision + 40 ternary + 10 frozen '
                     'epochs, every network from scratch (days per cell on a CPU; a GPU run)'),
     'cpu': Budget('dense twin 50 epochs (cosine, wd 5e-4), then each Strassen cell converted '
-                  'from it (--init_from) and distilled: 0 + 18 + 2 epochs (cosine from 0.005) '
+                  'from it (--init_from) and distilled: 0 + 24 + 2 epochs (cosine from 0.005) '
                   'with W_c held at the identity (--freeze_wc); VGG-7 cells on a 5,000-image '
                   'subset',
                   common=CPU + CIFAR_SHORT,
                   dense=('--epochs_fp', '50'),
-                  strassen=('--epochs_fp', '0', '--epochs_quant', '18', '--epochs_frozen', '2',
+                  strassen=('--epochs_fp', '0', '--epochs_quant', '24', '--epochs_frozen', '2',
                             '--lr_quant', '0.005', '--lr_frozen', '0.0002', '--freeze_wc'),
                   by_model={'vgg7': ('--train_subset', '5000'),
                             'st_vgg7': ('--train_subset', '5000')},

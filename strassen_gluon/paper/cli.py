@@ -46,13 +46,12 @@ def build_parser():
                        help='the data: CIFAR-10 python batches, the PTB text files, or the '
                             'folder holding ImageNet\'s train.rec and val.rec (default: each '
                             'command\'s own)')
+        a.add_argument('--cell', action='append', default=None, metavar='NAME',
+                       help='%s only this cell (repeatable)' % action)
         if action == 'plan':
             a.add_argument('--missing', action='store_true',
                            help='only the cells without a finished run in --out (partial ones '
                                 'with --resume)')
-        else:
-            a.add_argument('--cell', action='append', default=None, metavar='NAME',
-                           help='run only this cell (repeatable)')
     r = sub.add_parser('render', help='Markdown and PNG of a table from finished runs')
     r.add_argument('table', help=', '.join(TABLES))
     r.add_argument('--runs', required=True, help='folder searched for finished runs')
@@ -75,7 +74,16 @@ def out_folder(args):
 
 
 def table_cells(args, extra):
-    return cells(args.table, args.budget, out_folder(args), args.data_dir, extra)
+    """The table's cells at the budget, only those named by --cell when it is given."""
+    chosen = cells(args.table, args.budget, out_folder(args), args.data_dir, extra)
+    if args.cell:
+        names = {c.name for c in chosen}
+        unknown = [n for n in args.cell if n not in names]
+        if unknown:
+            raise UsageError('no cell %s in %s at budget %s; its cells: %s' % (
+                ', '.join(unknown), args.table, args.budget, ', '.join(sorted(names))))
+        chosen = [c for c in chosen if c.name in args.cell]
+    return chosen
 
 
 def say(text):
@@ -114,13 +122,6 @@ def plan(args, extra):
 
 def run(args, extra):
     chosen = table_cells(args, extra)
-    if args.cell:
-        names = {c.name for c in chosen}
-        unknown = [n for n in args.cell if n not in names]
-        if unknown:
-            raise UsageError('no cell %s in %s at budget %s; its cells: %s' % (
-                ', '.join(unknown), args.table, args.budget, ', '.join(sorted(names))))
-        chosen = [c for c in chosen if c.name in args.cell]
     if args.table == 'imagenet' and not args.data_dir:
         raise UsageError('run imagenet needs --data_dir: the folder holding train.rec and '
                          'val.rec (RecordIO files, see docs/paper.md)')

@@ -55,6 +55,9 @@ TASK_TITLES = {'cifar10': 'CIFAR-10', 'langmod': 'Penn Treebank', 'imagenet': 'I
 # Configuration fields that do not define an experiment (see the module docstring).
 BOOKKEEPING = ('seed', 'run_name', 'log_dir', 'resume', 'quiet', 'devices', 'keep_checkpoints',
                'stop_after_epochs', 'sync_every', 'print_every', 'num_workers', 'download')
+# Options added after runs were stored, with the value those runs had in effect: a run that
+# has one at that value is the same experiment as an older run without it.
+ADDED_OPTIONS = {'freeze_wc': False}
 # Fields naming another run folder: replaced by that run's experiment.
 SOURCE_KEYS = ('init_from', 'teacher_model')
 # Shown in every label when set (the budget); other fields only where experiments differ.
@@ -90,7 +93,8 @@ def experiment_of(config, run_dir, depth=0):
     """(experiment key, seed identity) of a stored configuration: the key is the configuration
     without BOOKKEEPING fields, a source run folder replaced by {'run': its model, 'experiment':
     its key}; the seed identity is the seed, with the sources' seeds appended."""
-    key = {k: v for k, v in config.items() if k not in BOOKKEEPING}
+    key = {k: v for k, v in config.items()
+           if k not in BOOKKEEPING and not (k in ADDED_OPTIONS and v == ADDED_OPTIONS[k])}
     seed = [str(config.get('seed'))]
     for name in SOURCE_KEYS:
         path = config.get(name)

@@ -168,6 +168,21 @@ def test_seeds_average_and_repeats_and_subsets_stay_apart(runs, tmp_path):
     assert 'no resnet20 run' in text
 
 
+def test_an_option_added_later_at_its_old_behaviour_joins_older_runs(runs, tmp_path):
+    base = summary_of(runs, 'cifar', 'st-p1')
+    root = tmp_path / 'r'
+    older = copy.deepcopy(base)
+    del older['config']['freeze_wc']                 # stored before the option existed
+    clone(older, root, 'old', 40.0, seed=1)
+    clone(base, root, 'new', 50.0, seed=2, freeze_wc=False)
+    clone(base, root, 'held', 60.0, seed=3, freeze_wc=True)
+    found = experiments_by_label(root)
+    assert len(found) == 2
+    merged, = [e for e in found.values() if e['stats']['val_acc'][2] == 2]
+    assert merged['stats']['val_acc'][0] == 45.0
+    assert found['freeze_wc=True']['stats']['val_acc'] == (60.0, 0.0, 1)
+
+
 def test_students_compare_with_their_own_dense_architecture(runs, tmp_path):
     base = summary_of(runs, 'cifar', 'st-p1')
     dense = summary_of(runs, 'cifar', 'fp-seed1')

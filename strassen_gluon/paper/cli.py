@@ -102,8 +102,9 @@ def plan(args, extra):
     table = get_table(args.table)
     budget = get_budget(table, args.budget)
     chosen = table_cells(args, extra)
-    say('# %s, budget %s (%s): %d cells under %s'
-        % (table.name, args.budget, budget.description, len(chosen), out_folder(args)))
+    say('# %s, budget %s (%s): %d cell%s under %s'
+        % (table.name, args.budget, budget.description, len(chosen),
+           '' if len(chosen) == 1 else 's', out_folder(args)))
     if table.name == 'imagenet' and not args.data_dir:
         say('# %s: the folder holding train.rec and val.rec (or give --data_dir)'
             % IMAGENET_PLACEHOLDER)

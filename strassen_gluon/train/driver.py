@@ -235,7 +235,8 @@ def run(config, recipe, explicit=None, command=None, say=None):
         say('converted network in full precision: %s' % format_metrics(task.evaluate(net)))
         enter_stage(net, stages[0])
         if has_spn(net) and Phase.parse(stages[0].phase) != Phase.FULL:
-            say('converted network in stage %s, before fine-tuning: %s'
+            say('converted network in stage %s, before fine-tuning: %s (its batch norms still '
+                'hold the full-precision statistics)'
                 % (stages[0].name, format_metrics(task.evaluate(net))))
     if start[0] < len(stages):
         if checkpoint is not None:

@@ -11,9 +11,12 @@ same messages. :func:`run_command` is the only place where library exceptions be
 and exit codes (see :mod:`strassen_gluon.errors`); a usage error exits 2.
 """
 import argparse
+import contextlib
 import dataclasses
 import shlex
+import signal
 import sys
+import threading
 
 from .config import option_fields
 from .errors import EXIT_INTERRUPTED, StrassenError, UsageError
@@ -148,11 +151,31 @@ def command_line(module, argv):
     return ' '.join(shlex.quote(a) for a in ['python', '-m', module] + list(argv))
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (`kill`'s default, and a cluster scheduler's notice) stops a command as Ctrl-C
+    does: the last complete epoch kept, the resume command printed, status 130. Needed also
+    because a job started with `&` from a script ignores SIGINT, so Ctrl-C cannot reach it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield   # signal handlers can only be set in the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_command(fn, *args, **kwargs):
     """Call `fn`; returns the exit status: 0, or the one of a library error (its message
-    printed to stderr), 130 on Ctrl-C."""
+    printed to stderr), 130 on Ctrl-C or SIGTERM."""
     try:
-        fn(*args, **kwargs)
+        with terminate_as_interrupt():
+            fn(*args, **kwargs)
     except StrassenError as err:
         print('error: %s' % err, file=sys.stderr)
         return err.exit_status

@@ -11,7 +11,7 @@ PhaseError                1     a network's SPN layers are in a phase the operat
 UsageError                2     bad options or configuration
 Diverged                  3     the loss or a parameter became NaN or infinite
 CheckFailed               4     an exported file disagrees with the network it came from
-KeyboardInterrupt         130   Ctrl-C; the last complete epoch is saved
+KeyboardInterrupt         130   Ctrl-C or SIGTERM; the last complete epoch is saved
 ========================  ====  ===============================================================
 """
 

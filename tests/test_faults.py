@@ -6,6 +6,7 @@
   and ImageNet, test perplexity for the language model).
 * A damaged latest.json together with a truncated newest parameter file: the run resumes from
   the previous checkpoint, says so, and ends as the uninterrupted run.
+* SIGTERM: stops as Ctrl-C does (status 130, resumable).
 * No checkpoint that verifies: exit status 1 naming the file. A changed option that defines the
   model: exit status 2.
 
@@ -172,6 +173,28 @@ def test_sigkill_at_random_moments_then_resume(name, data, reference, tmp_path):
     assert epochs(run_dir) == epochs(ref_dir), moments
     assert len(epochs(run_dir)) == n
     assert_same(name, result(name, run_dir), want)
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(data, reference, tmp_path):
+    """A scheduler's SIGTERM (or `kill`): status 130, the resume command, the curves, and a
+    resumed run that ends as the uninterrupted one."""
+    ref_dir, _, want = reference['cifar10']
+    argv, _, n = command('cifar10', data, tmp_path, 'term')
+    run_dir = os.path.join(str(tmp_path), 'term')
+    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and logged_epochs(run_dir) < 1:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=TIMEOUT)[1]
+    assert proc.returncode == 130, err[-3000:]
+    assert 'Traceback' not in err and '--resume %s' % run_dir in err
+    assert os.path.isfile(os.path.join(run_dir, 'curves.png'))
+    assert 1 <= len(epochs(run_dir)) < n
+    final = run(resume_argv(argv, run_dir))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert epochs(run_dir) == epochs(ref_dir)
+    assert_same('cifar10', result('cifar10', run_dir), want)
 
 
 @pytest.mark.parametrize('name', ['cifar10', 'imagenet', 'langmod'])

@@ -54,6 +54,16 @@ def is_initialized(param):
     return param._data is not None
 
 
+def add_constant(block, name, value):
+    """``block.params.get_constant(name, value)`` without MXNet's false alarm. Each gluon.Constant
+    registers an initializer named after its ``id()``; once an earlier constant of the same name
+    has been freed, a new one can reuse its id and "override" an initializer nobody uses any more,
+    which MXNet reports as a UserWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*New initializer', category=UserWarning)
+        return block.params.get_constant(name, value)
+
+
 def conv_options(block):
     """kernel, strides, padding, dilation, groups, channels, in_channels, transposed, bias of
     a Gluon convolution (Conv1D/2D/3D or their transposes)."""

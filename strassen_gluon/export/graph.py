@@ -24,8 +24,8 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..convert.batchnorm import batchnorm_affine
 from ..convert.walk import named_blocks, replace_child
-from ..gluon_compat import (conv_options, imperative, in_float32, is_initialized, layer_options,
-                            named_children)
+from ..gluon_compat import (add_constant, conv_options, imperative, in_float32, is_initialized,
+                            layer_options, named_children)
 from ..layers.spn import SPNConv2D, SPNDense, crop_to_dense_output
 from ..train.precision import set_compute_dtype
 from .forms import export_conv, export_dense
@@ -44,7 +44,7 @@ class _Deployed(HybridBlock):
 
     def _constant(self, name, value):
         self.constants.append(name)
-        setattr(self, name, self.params.get_constant(name, nd.array(np.asarray(value, np.float32))))
+        setattr(self, name, add_constant(self, name, nd.array(np.asarray(value, np.float32))))
 
     def __init__(self, prefix, fold_scales):
         super().__init__(prefix=prefix)

@@ -48,8 +48,8 @@ SMOKE_DEVICE = CPU_DEVICE + ('--quiet',)
 # W_c held at the conversion's identity (--freeze_wc): with W_c free, ternary flips of its
 # off-diagonal entries each add a whole filter to another channel, and the converted start is
 # lost even at lr 0.001 (docs/reproduce.md). Measured for the notebook's cell in bfloat16 on a
-# 2-core Zen 4 with 50 dense epochs: 2.14 hours, 91.06% dense and 90.41% Strassen (goals 91.25
-# and 90.5); 70 dense epochs fit in the 3 hours (about 2.6 h). VGG-7
+# 2-core Zen 4: 2.60 hours, 91.60% dense and 90.92% Strassen (goals 91.25 and 90.5; with 50
+# dense epochs 91.06% and 90.41%). VGG-7
 # costs 15x ResNet-20's multiplications, so its cells train on a 5,000-image subset.
 CIFAR_SHORT = ('--lr_shape', 'cosine', '--wd', '5e-4')
 CIFAR_SMOKE_DATA = ('--no_download', '--no_strict_counts', '--batch_size', '16', '--max_batches',

@@ -1,5 +1,8 @@
 """The inference graph equals the trained network in inference mode; non-ternary is refused."""
+import warnings
+
 import mxnet as mx
+import mxnet.gluon.parameter
 import numpy as np
 import pytest
 from mxnet import autograd
@@ -96,8 +99,6 @@ def test_fixed_input_size_graph_equals_the_trained_network(patch, size):
 def test_rebuilding_the_inference_graph_raises_no_initializer_warning(monkeypatch):
     """MXNet names each constant's initializer after id(constant); a reused id (forced here for
     every constant) made MXNet warn that a new initializer overrides an existing one."""
-    import warnings
-    import mxnet.gluon.parameter
     monkeypatch.setattr(mxnet.gluon.parameter, 'id', lambda _: 1, raising=False)
     net, x = trained('st_resnet20', nbr_mul=1, out_patch=2)
     with warnings.catch_warnings(record=True) as caught:
